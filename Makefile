@@ -1,0 +1,49 @@
+# Two commands for a new user: `make book` and `make test`. Both create .venv
+# on first use. Everything else here is for maintainers.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup book test execute bench sample-data clean help
+
+help:
+	@echo "make book     build the HTML book into _build/html (creates .venv on first use)"
+	@echo "make test     unit tests + every notebook under nbval + book build and browser check"
+	@echo "make execute  re-run every notebook and store its outputs (after changing one)"
+	@echo "make bench    run the side-by-side benchmarks in benchmarks/"
+	@echo "make clean    remove _build/, runs/ and caches (keeps .venv)"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] >= (3, 11), "Python 3.11+ needed, found " + sys.version'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[book,test]"
+	touch $(STAMP)
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo
+	@echo "Open the book: file://$(CURDIR)/_build/html/index.html"
+
+# The README's test command. Notebooks are compared with their committed
+# outputs (nbval); the sanitize file masks paths, timings and TF log lines.
+test: $(STAMP)
+	$(BIN)/python -m pytest --nbval --nbval-current-env \
+		--nbval-sanitize-with .nbval_sanitize.cfg --nbval-cell-timeout 900 \
+		tests notebooks $(PYTEST_ARGS)
+
+execute: $(STAMP)
+	$(BIN)/python tools/execute_notebooks.py notebooks/*.ipynb
+
+bench: $(STAMP)
+	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+sample-data: $(STAMP)
+	$(BIN)/python -m segnet_lib sample-data
+
+clean:
+	rm -rf _build runs .pytest_cache .hypothesis test-artifacts
