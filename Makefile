@@ -31,6 +31,9 @@ book: $(STAMP)
 
 # The README's test command. Notebooks are compared with their committed
 # outputs (nbval); the sanitize file masks paths, timings and TF log lines.
+# A repo-local cache, so a fresh clone regenerates the sample data and the
+# sample checkpoints instead of reusing ones left in ~/.cache.
+test: export SEGNET_CACHE_DIR ?= $(CURDIR)/.cache
 test: $(STAMP)
 	$(BIN)/python -m pytest --nbval --nbval-current-env \
 		--nbval-sanitize-with .nbval_sanitize.cfg --nbval-cell-timeout 900 \
