@@ -1,0 +1,618 @@
+"""SegNet, SegNet-Basic and Bayesian SegNet as TF1 graphs, and index unpooling.
+
+The builder follows tf-slim's ``nets/vgg.py`` and DeepLab's ``model.py``::
+
+    logits, end_points = segnet(images, num_classes=21, is_training=True)
+
+Only ``tf.get_variable`` and ``tf.nn`` ops are used (no Keras), so the same code
+reads like, and runs on, TensorFlow 1.15. Layer names follow the authors' Caffe
+model: ``conv1_1`` ... ``conv5_3`` in the encoder, ``conv5_3_D`` ... ``conv1_1_D``
+in the decoder, where ``conv1_1_D`` produces the class scores.
+
+Variables of one convolution live under ``<scope>/<layer>/``: ``weights``,
+``biases`` and ``BatchNorm/{gamma,beta,moving_mean,moving_variance}``. For 21
+classes the full model has 29,455,125 trainable parameters: every convolution
+has a bias, every one except the classifier ``conv1_1_D`` is followed by batch
+norm (a scale and an offset per channel), as in the Caffe prototxt.
+
+The decoder upsamples with the encoder's max-pooling indices
+(:func:`max_unpool`). That is selected by ``SegNetConfig.decoder='unpool'``; the
+upsampling step is looked up in a table so other decoders (learned or bilinear
+upsampling) can be added without copying the builder.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import NamedTuple
+
+import numpy as np
+
+from segnet_lib._tf import tf
+
+__all__ = [
+    "SegNetConfig", "VARIANTS", "DECODERS", "UNPOOL_METHODS", "segnet",
+    "max_pool_with_argmax", "max_unpool", "count_parameters", "layer_table",
+    "architecture", "LayerSpec",
+]
+
+VARIANTS = ("segnet", "segnet_basic", "bayesian")
+UNPOOL_METHODS = ("fused", "scatter_nd")
+
+# Scope names, as module constants (tf-slim style).
+DEFAULT_SCOPE = "segnet"
+WEIGHTS_NAME = "weights"
+BIASES_NAME = "biases"
+BATCH_NORM_SCOPE = "BatchNorm"
+
+# Pooling is always 2x2 with stride 2, 'SAME' padding: for an odd size the last
+# window is cut by the border, like Caffe's ceil-mode pooling, so 375 -> 188.
+_POOL_KSIZE = (1, 2, 2, 1)
+_POOL_STRIDES = (1, 2, 2, 1)
+_POOL_PADDING = "SAME"
+
+
+@dataclasses.dataclass(frozen=True)
+class SegNetConfig:
+    """Options of the SegNet builder (immutable; change with :meth:`replace`).
+
+    Attributes:
+        variant: ``'segnet'`` (VGG16 encoder, 13 + 13 convolutions),
+            ``'segnet_basic'`` (4 + 4 convolutions of 64 features, 7x7 kernels) or
+            ``'bayesian'`` (``'segnet'`` with dropout in the central encoder and
+            decoder stages).
+        width_multiplier: scales every layer's number of features (not the
+            classes), e.g. 0.25 for a model small enough to train on a CPU.
+        dropout_rate: probability of dropping a unit in the Bayesian variant.
+        weight_decay: factor of the L2 penalty ``weight_decay * sum(w**2) / 2`` on
+            convolution kernels, added to ``tf.GraphKeys.REGULARIZATION_LOSSES``
+            (the Caffe solver's 5e-4); 0 adds none.
+        batch_norm_decay: momentum of the moving mean and variance.
+        batch_norm_epsilon: added to the variance; TF 1.15's fused batch norm
+            silently raises anything below 1.001e-5, so smaller values are refused.
+        decoder: how a decoder stage upsamples; ``'unpool'`` puts each value back
+            where the encoder's max pool found it (SegNet).
+        unpool_method: implementation of :func:`max_unpool`, ``'fused'`` or
+            ``'scatter_nd'`` (same result; ``'fused'`` is faster).
+    """
+
+    variant: str = "segnet"
+    width_multiplier: float = 1.0
+    dropout_rate: float = 0.5
+    weight_decay: float = 5e-4
+    batch_norm_decay: float = 0.9
+    batch_norm_epsilon: float = 1e-3
+    decoder: str = "unpool"
+    unpool_method: str = "fused"
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"SegNetConfig.variant={self.variant!r}; expected one of {VARIANTS}")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"SegNetConfig.decoder={self.decoder!r}; expected one of {DECODERS}")
+        if self.unpool_method not in UNPOOL_METHODS:
+            raise ValueError(
+                f"SegNetConfig.unpool_method={self.unpool_method!r}; expected one of {UNPOOL_METHODS}")
+        if not self.width_multiplier > 0:
+            raise ValueError(f"SegNetConfig.width_multiplier={self.width_multiplier!r} must be > 0")
+        if not 0 <= self.dropout_rate < 1:
+            raise ValueError(f"SegNetConfig.dropout_rate={self.dropout_rate!r} must be in [0, 1)")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"SegNetConfig.weight_decay={self.weight_decay!r} must be >= 0")
+        if not 0 <= self.batch_norm_decay < 1:
+            raise ValueError(
+                f"SegNetConfig.batch_norm_decay={self.batch_norm_decay!r} must be in [0, 1)")
+        if not self.batch_norm_epsilon >= 1.001e-5:
+            raise ValueError(
+                f"SegNetConfig.batch_norm_epsilon={self.batch_norm_epsilon!r} must be >= 1.001e-5 "
+                "(fused batch norm raises smaller values without telling)")
+
+    def replace(self, **changes) -> "SegNetConfig":
+        """Returns a copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+# ---------------------------------------------------------------------------
+# Architecture tables
+# ---------------------------------------------------------------------------
+
+class LayerSpec(NamedTuple):
+    """One convolution of the architecture table.
+
+    Attributes:
+        name: layer (and variable scope) name, e.g. ``'conv3_2'``.
+        features: output features at width 1.0; ``None`` means ``num_classes``.
+        kernel: square kernel size.
+        batch_norm: followed by batch norm.
+        relu: followed by ReLU.
+        bias: has a bias vector.
+        dropout_after: dropout (Bayesian variant) after this layer's output.
+    """
+
+    name: str
+    features: int | None
+    kernel: int
+    batch_norm: bool = True
+    relu: bool = True
+    bias: bool = True
+    dropout_after: bool = False
+
+
+class _Architecture(NamedTuple):
+    encoder: tuple   # stages, each a tuple of LayerSpec, followed by a 2x2 max pool
+    decoder: tuple   # stages (deepest first), each starting with an upsampling
+    classifier: tuple  # convolutions after the last decoder stage (may be empty)
+    pool_dropout: tuple  # encoder stage numbers (1-based) with dropout after the pool
+
+
+def _vgg_stage(stage, features, n):
+    return tuple(LayerSpec(f"conv{stage}_{i}", features, 3) for i in range(1, n + 1))
+
+
+def _segnet_architecture(bayesian: bool) -> _Architecture:
+    encoder = (_vgg_stage(1, 64, 2), _vgg_stage(2, 128, 2), _vgg_stage(3, 256, 3),
+               _vgg_stage(4, 512, 3), _vgg_stage(5, 512, 3))
+    # The decoder mirrors the encoder: stage s undoes pool s, and its last conv
+    # (conv{s}_1_D) outputs what encoder stage s received, so the next unpool's
+    # indices (from pool s-1) line up with its features.
+    decoder_out = {5: (512, 512, 512), 4: (512, 512, 256), 3: (256, 256, 128),
+                   2: (128, 64), 1: (64, None)}
+    decoder = []
+    for stage in (5, 4, 3, 2, 1):
+        outs = decoder_out[stage]
+        layers = []
+        for j, out in zip(range(len(outs), 0, -1), outs):
+            last = stage == 1 and j == 1
+            layers.append(LayerSpec(
+                f"conv{stage}_{j}_D", out, 3, batch_norm=not last, relu=not last,
+                # Bayesian SegNet: dropout after conv5_1_D, conv4_1_D, conv3_1_D
+                # (Caffe 'decdrop5/4/3'), i.e. at the end of the central stages.
+                dropout_after=bayesian and j == 1 and stage in (5, 4, 3)))
+        decoder.append(tuple(layers))
+    # 'encdrop3/4/5' in the Caffe model: after pool3, pool4 and pool5.
+    return _Architecture(tuple(encoder), tuple(decoder), (), (3, 4, 5) if bayesian else ())
+
+
+def _segnet_basic_architecture() -> _Architecture:
+    # The paper (sec. 4.1): 7x7 kernels, 64 features, batch norm after every
+    # conv, no biases, no ReLU in the decoder; a 1x1 classifier on top.
+    encoder = tuple((LayerSpec(f"conv{s}", 64, 7, bias=False),) for s in (1, 2, 3, 4))
+    decoder = tuple((LayerSpec(f"conv{s}_D", 64, 7, relu=False, bias=False),)
+                    for s in (4, 3, 2, 1))
+    classifier = (LayerSpec("conv_classifier", None, 1, batch_norm=False, relu=False),)
+    return _Architecture(encoder, decoder, classifier, ())
+
+
+def architecture(variant: str) -> _Architecture:
+    """The layer table of a variant (encoder stages, decoder stages, classifier).
+
+    Args:
+        variant: one of :data:`VARIANTS`.
+
+    Returns:
+        A named tuple ``(encoder, decoder, classifier, pool_dropout)`` of
+        :class:`LayerSpec` tuples.
+    """
+    if variant == "segnet":
+        return _segnet_architecture(bayesian=False)
+    if variant == "bayesian":
+        return _segnet_architecture(bayesian=True)
+    if variant == "segnet_basic":
+        return _segnet_basic_architecture()
+    raise ValueError(f"unknown SegNet variant {variant!r}; expected one of {VARIANTS}")
+
+
+# ---------------------------------------------------------------------------
+# Pooling with indices and unpooling
+# ---------------------------------------------------------------------------
+
+def max_pool_with_argmax(x, name=None):
+    """2x2, stride-2 max pooling that also returns where each maximum was.
+
+    'SAME' padding: an odd size ``n`` pools to ``ceil(n / 2)``.
+
+    Args:
+        x: float tensor ``[batch, height, width, channels]``.
+        name: optional op name.
+
+    Returns:
+        ``(pooled, argmax)``: ``pooled`` is ``[batch, ceil(height/2), ceil(width/2),
+        channels]``; ``argmax`` (int64, same shape) holds, per image, the flat index
+        ``(y * width + x) * channels + c`` of each maximum in ``x`` (the batch is
+        not part of the index). Ties: TensorFlow picks one of the equal values.
+    """
+    return tf.nn.max_pool_with_argmax(
+        x, ksize=_POOL_KSIZE, strides=_POOL_STRIDES, padding=_POOL_PADDING,
+        Targmax=tf.int64, include_batch_in_index=False, name=name)
+
+
+_UNPOOL_GRADIENT = "SegNetMaxUnpoolGrad"
+
+
+def _gather_at_argmax(values, argmax, include_batch_in_index):
+    """``values`` (the shape the indices point into) read at ``argmax``.
+
+    This is the gradient of unpooling (and the same as reading the pooled value
+    back): each pooled position receives the gradient of the one output pixel
+    it was written to.
+    """
+    if include_batch_in_index:
+        flat = tf.gather(tf.reshape(values, [-1]), tf.reshape(argmax, [-1]))
+    else:
+        batch = tf.shape(values)[0]
+        flat = tf.gather(tf.reshape(values, tf.stack([batch, -1])),
+                         tf.reshape(argmax, tf.stack([batch, -1])), batch_dims=1)
+    return tf.reshape(flat, tf.shape(argmax))
+
+
+def _unpool_gradient(op, grad):
+    # Inputs of MaxPoolGradWithArgmax: (input [only its shape is used], grad, argmax).
+    # TensorFlow's own gradient of this op (MaxPoolGradGradWithArgmax) has no CPU
+    # kernel; a gather at the indices is exact and runs everywhere.
+    argmax = op.inputs[2]
+    pooled_grad = _gather_at_argmax(grad, argmax, op.get_attr("include_batch_in_index"))
+    return [None, pooled_grad, None]
+
+
+try:
+    tf.RegisterGradient(_UNPOOL_GRADIENT)(_unpool_gradient)
+except KeyError:  # module re-imported (e.g. importlib.reload in a notebook)
+    pass
+
+
+def _unpool_fused(pooled, argmax, output_shape):
+    # MaxPoolGradWithArgmax routes each incoming value to the position its
+    # argmax names, which is exactly unpooling, in one fused kernel on CPU and
+    # GPU. Its first input only provides the output shape: zeros of that shape,
+    # made from the shape vector so the encoder's feature map need not be kept.
+    zeros = tf.zeros(output_shape, dtype=pooled.dtype)
+    with tf.get_default_graph().gradient_override_map({"MaxPoolGradWithArgmax": _UNPOOL_GRADIENT}):
+        return tf.raw_ops.MaxPoolGradWithArgmax(
+            input=zeros, grad=pooled, argmax=argmax, ksize=list(_POOL_KSIZE),
+            strides=list(_POOL_STRIDES), padding=_POOL_PADDING, include_batch_in_index=False)
+
+
+def _unpool_scatter_nd(pooled, argmax, output_shape):
+    # The formulation found in most SegNet ports: make the per-image index global
+    # by adding batch * (H * W * C), scatter into a flat zero vector, reshape.
+    output_shape = tf.cast(output_shape, tf.int64)
+    per_image = tf.reduce_prod(output_shape[1:])
+    batch = tf.shape(pooled, out_type=tf.int64)[0]
+    offsets = tf.reshape(tf.range(batch, dtype=tf.int64) * per_image, [-1, 1, 1, 1])
+    indices = tf.reshape(argmax + offsets, [-1, 1])
+    flat = tf.scatter_nd(indices, tf.reshape(pooled, [-1]), tf.reshape(batch * per_image, [1]))
+    return tf.reshape(flat, output_shape)
+
+
+_UNPOOL_IMPLEMENTATIONS = {"fused": _unpool_fused, "scatter_nd": _unpool_scatter_nd}
+
+
+def max_unpool(pooled, argmax, output_shape, method="fused", name=None):
+    """Puts every pooled value back where its maximum came from; zeros elsewhere.
+
+    Args:
+        pooled: float tensor ``[batch, h, w, channels]``.
+        argmax: int64 (or int32) tensor, same shape: per-image flat indices
+            ``(y * width + x) * channels + c`` into the output, as returned by
+            :func:`max_pool_with_argmax`. Never pass them through float32, which
+            is exact only up to 2**24.
+        output_shape: ``[batch, height, width, channels]`` of the map before pooling,
+            as a list of ints or an int tensor (``tf.shape(x)``). Passing it
+            explicitly is what makes odd sizes and a dynamic batch work:
+            ``h = ceil(height / 2)`` cannot tell 375 from 376.
+        method: ``'fused'`` (TensorFlow's MaxPoolGradWithArgmax kernel; ``h, w``
+            must equal ``ceil(height / 2), ceil(width / 2)``) or ``'scatter_nd'``.
+        name: optional name scope.
+
+    Returns:
+        A tensor ``[batch, height, width, channels]`` of ``pooled``'s dtype. The
+        gradient with respect to ``pooled`` is the output gradient read at
+        ``argmax``; ``argmax`` has none.
+
+    Raises:
+        ValueError: for float indices, mismatched ranks or an unknown method.
+    """
+    if method not in _UNPOOL_IMPLEMENTATIONS:
+        raise ValueError(f"max_unpool method={method!r}; expected one of {UNPOOL_METHODS}")
+    with tf.name_scope(name, "max_unpool", [pooled, argmax]):
+        pooled = tf.convert_to_tensor(pooled)
+        argmax = tf.convert_to_tensor(argmax)
+        if not argmax.dtype.is_integer:
+            raise ValueError(
+                f"max_unpool: argmax has dtype {argmax.dtype.name}; expected int64 or int32 "
+                "(float indices lose exactness above 2**24)")
+        if pooled.shape.ndims is not None and pooled.shape.ndims != 4:
+            raise ValueError(f"max_unpool: pooled must be [batch, h, w, channels], got {pooled.shape}")
+        pooled.shape.assert_is_compatible_with(argmax.shape)
+        static = None
+        if isinstance(output_shape, (list, tuple)):
+            if len(output_shape) != 4:
+                raise ValueError(f"max_unpool: output_shape {output_shape} must have 4 entries")
+            static = [None if d is None else int(d) for d in output_shape]
+            if None in static:
+                raise ValueError(f"max_unpool: output_shape {output_shape} has an unknown entry; "
+                                 "pass tf.shape(x) for dynamic sizes")
+        output_shape = tf.cast(output_shape, tf.int64)
+        argmax = tf.cast(argmax, tf.int64)  # int -> int: exact
+        out = _UNPOOL_IMPLEMENTATIONS[method](pooled, argmax, output_shape)
+        out.set_shape(static if static else [pooled.shape[0], None, None, pooled.shape[-1]])
+        return out
+
+
+# ---------------------------------------------------------------------------
+# Layers
+# ---------------------------------------------------------------------------
+
+def _static_bool(value):
+    """``value`` as a Python bool if it is one (or a NumPy bool), else ``None``."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    return None
+
+
+def _as_bool_tensor(value, what):
+    if _static_bool(value) is not None:
+        return tf.constant(bool(value))
+    value = tf.convert_to_tensor(value)
+    if value.dtype != tf.bool or value.shape.ndims not in (None, 0):
+        raise ValueError(f"{what} must be a Python bool or a scalar bool tensor, got {value}")
+    return value
+
+
+def _smart_cond(pred, true_fn, false_fn):
+    """``tf.cond`` that builds only one branch when ``pred`` is a Python bool."""
+    static = _static_bool(pred)
+    if static is not None:
+        return true_fn() if static else false_fn()
+    return tf.cond(pred, true_fn, false_fn)
+
+
+def _batch_norm(x, is_training, config):
+    """Batch norm with moving statistics updated through ``UPDATE_OPS``."""
+    channels = tf.dimension_value(x.shape[-1])
+    with tf.variable_scope(BATCH_NORM_SCOPE):
+        gamma = tf.get_variable("gamma", [channels], initializer=tf.ones_initializer())
+        beta = tf.get_variable("beta", [channels], initializer=tf.zeros_initializer())
+        stat_collections = [tf.GraphKeys.GLOBAL_VARIABLES, tf.GraphKeys.MOVING_AVERAGE_VARIABLES]
+        moving_mean = tf.get_variable("moving_mean", [channels], initializer=tf.zeros_initializer(),
+                                      trainable=False, collections=stat_collections)
+        moving_var = tf.get_variable("moving_variance", [channels], initializer=tf.ones_initializer(),
+                                     trainable=False, collections=stat_collections)
+
+        def training():
+            return tf.nn.fused_batch_norm(x, gamma, beta, epsilon=config.batch_norm_epsilon,
+                                          is_training=True)
+
+        def inference():
+            y, _, _ = tf.nn.fused_batch_norm(x, gamma, beta, mean=moving_mean, variance=moving_var,
+                                             epsilon=config.batch_norm_epsilon, is_training=False)
+            # Returning the moving statistics as the "batch" ones makes the update
+            # below a no-op when a bool tensor selects inference.
+            return y, tf.identity(moving_mean), tf.identity(moving_var)
+
+        y, mean, var = _smart_cond(is_training, training, inference)
+        if _static_bool(is_training) is not False:
+            momentum = 1.0 - config.batch_norm_decay
+            tf.add_to_collection(tf.GraphKeys.UPDATE_OPS,
+                                 tf.assign_sub(moving_mean, (moving_mean - mean) * momentum))
+            tf.add_to_collection(tf.GraphKeys.UPDATE_OPS,
+                                 tf.assign_sub(moving_var, (moving_var - var) * momentum))
+        y.set_shape(x.shape)
+        return y
+
+
+def _conv(net, spec, features, is_training, config):
+    """Convolution (+ batch norm) (+ ReLU) in variable scope ``spec.name``."""
+    in_features = tf.dimension_value(net.shape[-1])
+    if in_features is None:
+        raise ValueError(f"{spec.name}: the input's channel dimension must be known, got {net.shape}")
+    regularizer = None
+    if config.weight_decay > 0:
+        def regularizer(w):
+            # tf.nn.l2_loss is sum(w**2) / 2, so the gradient is weight_decay * w,
+            # the same as Caffe's weight_decay.
+            return tf.multiply(config.weight_decay, tf.nn.l2_loss(w), name="l2_weight_decay")
+    with tf.variable_scope(spec.name):
+        kernel = tf.get_variable(
+            WEIGHTS_NAME, [spec.kernel, spec.kernel, in_features, features],
+            # The Caffe model's 'msra' filler: He et al. (2015) for ReLU networks.
+            initializer=tf.variance_scaling_initializer(scale=2.0, mode="fan_in"),
+            regularizer=regularizer)
+        net = tf.nn.conv2d(net, kernel, strides=[1, 1, 1, 1], padding="SAME")
+        if spec.bias:
+            biases = tf.get_variable(BIASES_NAME, [features], initializer=tf.zeros_initializer())
+            net = tf.nn.bias_add(net, biases)
+        if spec.batch_norm:
+            net = _batch_norm(net, is_training, config)
+        if spec.relu:
+            net = tf.nn.relu(net)
+    return net
+
+
+def _dropout(net, active, rate, name):
+    """Dropout when ``active`` (Python bool or bool tensor), identity otherwise."""
+    with tf.name_scope(name):
+        return _smart_cond(active, lambda: tf.nn.dropout(net, rate=rate), lambda: tf.identity(net))
+
+
+def _features(spec, config, num_classes):
+    if spec.features is None:
+        return num_classes
+    return max(1, int(round(spec.features * config.width_multiplier)))
+
+
+class _PoolRecord(NamedTuple):
+    """What an encoder stage hands to its decoder stage."""
+
+    stage: int
+    argmax: object   # int64 [batch, h, w, c]
+    shape: object    # int tensor [4]: the pre-pool shape
+    static_shape: object  # tf.TensorShape of the pre-pool map
+    features: object  # the pre-pool map itself (for decoders that store it)
+
+
+def _upsample_unpool(net, record, config):
+    return max_unpool(net, record.argmax, record.shape, method=config.unpool_method)
+
+
+# Decoder upsampling steps, by SegNetConfig.decoder. Each takes (net, record,
+# config) and returns a map of the record's spatial size.
+_UPSAMPLERS = {"unpool": _upsample_unpool}
+DECODERS = tuple(_UPSAMPLERS)
+
+
+def segnet(images, num_classes, is_training, config=SegNetConfig(), scope=DEFAULT_SCOPE,
+           reuse=None, mc_dropout=False):
+    """Builds SegNet (or a variant) on ``images``.
+
+    Args:
+        images: float32 ``[batch, height, width, 3]`` (any batch, including
+            ``None``; any height and width, also not multiples of 32).
+        num_classes: number of output classes.
+        is_training: Python bool or scalar bool tensor. Selects batch statistics
+            (and adds moving-average updates to ``tf.GraphKeys.UPDATE_OPS``) and
+            turns dropout on.
+        config: a :class:`SegNetConfig`.
+        scope: variable scope of all variables.
+        reuse: ``True`` to share the variables of an earlier call (e.g. an
+            evaluation graph next to the training one).
+        mc_dropout: Python bool or bool tensor; keeps the Bayesian variant's
+            dropout on at test time, for Monte Carlo sampling. Ignored by
+            variants without dropout.
+
+    Returns:
+        ``(logits, end_points)``: logits float32 ``[batch, height, width,
+        num_classes]`` (before softmax) and an ordered dict of every layer's
+        output by name (``'conv1_1'``, ``'pool1'``, ``'pool1_argmax'``,
+        ``'upsample5'``, ..., ``'logits'``).
+
+    Raises:
+        ValueError: for a wrong input rank, unknown channel count or bad
+            ``num_classes``.
+    """
+    if not isinstance(config, SegNetConfig):
+        raise ValueError(f"config must be a SegNetConfig, got {type(config).__name__}")
+    if int(num_classes) < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    num_classes = int(num_classes)
+    arch = architecture(config.variant)
+    end_points = collections.OrderedDict()
+    with tf.variable_scope(scope, DEFAULT_SCOPE, [images], reuse=reuse):
+        net = tf.convert_to_tensor(images)
+        if net.shape.ndims != 4:
+            raise ValueError(f"images must be [batch, height, width, channels], got shape {net.shape}")
+        if _static_bool(is_training) is None:
+            is_training = _as_bool_tensor(is_training, "is_training")
+        dropout_on = _dropout_switch(is_training, mc_dropout)
+
+        records = []
+        for stage, layers in enumerate(arch.encoder, start=1):
+            for spec in layers:
+                net = _conv(net, spec, _features(spec, config, num_classes), is_training, config)
+                end_points[spec.name] = net
+            pre_pool = net
+            net, argmax = max_pool_with_argmax(net, name=f"pool{stage}")
+            end_points[f"pool{stage}"] = net
+            end_points[f"pool{stage}_argmax"] = argmax
+            records.append(_PoolRecord(stage, argmax, tf.shape(pre_pool, out_type=tf.int64),
+                                       pre_pool.shape, pre_pool))
+            if stage in arch.pool_dropout:
+                net = _dropout(net, dropout_on, config.dropout_rate, f"pool{stage}_dropout")
+                end_points[f"pool{stage}_dropout"] = net
+
+        upsample = _UPSAMPLERS[config.decoder]
+        for layers, record in zip(arch.decoder, reversed(records)):
+            with tf.name_scope(f"upsample{record.stage}"):
+                net = upsample(net, record, config)
+            # The pre-pool shape fixes height, width and (statically) channels.
+            net.set_shape(record.static_shape)
+            end_points[f"upsample{record.stage}"] = net
+            for spec in layers:
+                net = _conv(net, spec, _features(spec, config, num_classes), is_training, config)
+                end_points[spec.name] = net
+                if spec.dropout_after:
+                    net = _dropout(net, dropout_on, config.dropout_rate, f"{spec.name}_dropout")
+                    end_points[f"{spec.name}_dropout"] = net
+        for spec in arch.classifier:
+            net = _conv(net, spec, _features(spec, config, num_classes), is_training, config)
+            end_points[spec.name] = net
+        logits = tf.identity(net, name="logits")
+        end_points["logits"] = logits
+    return logits, end_points
+
+
+def _dropout_switch(is_training, mc_dropout):
+    """Dropout is on while training, or at test time when MC sampling."""
+    train, mc = _static_bool(is_training), _static_bool(mc_dropout)
+    if train is True or mc is True:
+        return True
+    if train is False and mc is False:
+        return False
+    return tf.logical_or(_as_bool_tensor(is_training, "is_training"),
+                         _as_bool_tensor(mc_dropout, "mc_dropout"))
+
+
+# ---------------------------------------------------------------------------
+# Inspection
+# ---------------------------------------------------------------------------
+
+def count_parameters(scope=None, graph=None):
+    """Number of trainable parameters (weights, biases, batch-norm scale/offset).
+
+    Args:
+        scope: only variables whose name starts with ``scope + '/'``; all if None.
+        graph: the graph to look in (default graph if None).
+
+    Returns:
+        An int.
+    """
+    graph = graph or tf.get_default_graph()
+    variables = graph.get_collection(tf.GraphKeys.TRAINABLE_VARIABLES)
+    if scope:
+        variables = [v for v in variables if v.op.name.startswith(scope.rstrip("/") + "/")]
+    return int(sum(np.prod(v.shape.as_list(), dtype=np.int64) for v in variables))
+
+
+def _layer_kind(name):
+    if name.endswith("_argmax"):
+        return "argmax"
+    if name.endswith("_dropout"):
+        return "dropout"
+    if name.startswith("pool"):
+        return "max pool"
+    if name.startswith("upsample"):
+        return "upsample"
+    if name == "logits":
+        return "output"
+    return "conv"
+
+
+def layer_table(end_points, scope=None, graph=None):
+    """A table of the layers: name, kind, output shape and parameters.
+
+    Args:
+        end_points: the dict returned by :func:`segnet`.
+        scope: the builder's variable scope, if several models share the graph.
+        graph: graph holding the variables (default graph if None).
+
+    Returns:
+        A pandas DataFrame with columns ``name``, ``kind``, ``output_shape``
+        (a tuple; ``None`` for a dynamic dimension), ``params`` and ``dtype``, one
+        row per end point, in build order.
+    """
+    import pandas as pd
+
+    graph = graph or tf.get_default_graph()
+    variables = graph.get_collection(tf.GraphKeys.TRAINABLE_VARIABLES)
+    if scope:
+        variables = [v for v in variables if v.op.name.startswith(scope.rstrip("/") + "/")]
+    rows = []
+    for name, tensor in end_points.items():
+        # Layer names are unique path components ('/conv1_1/' never matches
+        # '/conv1_1_D/'), so a variable belongs to the layer named in its path.
+        params = sum(int(np.prod(v.shape.as_list())) for v in variables
+                     if f"/{name}/" in f"/{v.op.name}")
+        shape = tuple(tensor.shape.as_list()) if tensor.shape.ndims is not None else None
+        rows.append({"name": name, "kind": _layer_kind(name), "output_shape": shape,
+                     "params": params, "dtype": tensor.dtype.name})
+    return pd.DataFrame(rows, columns=["name", "kind", "output_shape", "params", "dtype"])

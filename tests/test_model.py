@@ -1,0 +1,414 @@
+"""segnet_lib.model: the SegNet graph builder, pooling indices and unpooling.
+
+Every graph test builds in a fresh ``tf.Graph()`` at a small size (tf-slim's
+``vgg_test.py`` style). NumPy references are written here independently.
+"""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from segnet_lib import model
+from segnet_lib._tf import tf
+
+TINY = model.SegNetConfig(width_multiplier=0.125)
+
+
+def _build(config=TINY, shape=(2, 45, 61, 3), num_classes=5, is_training=True, **kwargs):
+    images = tf.placeholder(tf.float32, shape, name="images")
+    logits, end_points = model.segnet(images, num_classes, is_training, config=config, **kwargs)
+    return images, logits, end_points
+
+
+# --------------------------------------------------------------------------
+# NumPy references
+# --------------------------------------------------------------------------
+
+def np_unpool(pooled, argmax, output_shape):
+    """Scatter each pooled value to its per-image flat index (sums duplicates)."""
+    batch = output_shape[0]
+    out = np.zeros((batch, int(np.prod(output_shape[1:]))), pooled.dtype)
+    for b in range(batch):
+        np.add.at(out[b], argmax[b].ravel(), pooled[b].ravel())
+    return out.reshape(output_shape)
+
+
+def np_max_pool(x):
+    """2x2/2 'SAME' max pool: the maximum of each (possibly cut) window."""
+    b, h, w, c = x.shape
+    out = np.full((b, -(-h // 2), -(-w // 2), c), -np.inf, x.dtype)
+    for i in range(out.shape[1]):
+        for j in range(out.shape[2]):
+            out[:, i, j] = x[:, 2 * i:2 * i + 2, 2 * j:2 * j + 2].max(axis=(1, 2))
+    return out
+
+
+def _expected_segnet_params(num_classes, width=1.0):
+    f = lambda n: max(1, int(round(n * width)))  # noqa: E731
+    enc = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256),
+           (256, 512), (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)]
+    dec = [(512, 512)] * 5 + [(512, 256), (256, 256), (256, 256), (256, 128), (128, 128),
+                              (128, 64), (64, 64)]
+    total = 0
+    for cin, cout in enc + dec:
+        cin = 3 if cin == 3 else f(cin)
+        cout = f(cout)
+        total += 9 * cin * cout + cout + 2 * cout  # kernel, bias, BN gamma and beta
+    return total + 9 * f(64) * num_classes + num_classes  # conv1_1_D: no batch norm
+
+
+# --------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------
+
+def test_config_is_frozen_and_validated():
+    config = model.SegNetConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.variant = "bayesian"
+    assert config.replace(variant="bayesian").variant == "bayesian"
+    assert config.variant == "segnet" and config.decoder == "unpool"
+    for bad in [dict(variant="unet"), dict(decoder="deconv2"), dict(width_multiplier=0),
+                dict(dropout_rate=1.0), dict(batch_norm_epsilon=1e-6), dict(unpool_method="x"),
+                dict(weight_decay=-1.0), dict(batch_norm_decay=1.0)]:
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            model.SegNetConfig(**bad)
+
+
+# --------------------------------------------------------------------------
+# Full SegNet
+# --------------------------------------------------------------------------
+
+def test_full_segnet_has_29455125_parameters_for_21_classes():
+    with tf.Graph().as_default():
+        _build(model.SegNetConfig(), shape=(None, 64, 64, 3), num_classes=21)
+        n = model.count_parameters()
+    # The paper's 29.5M; also derived layer by layer above.
+    assert n == 29_455_125 == _expected_segnet_params(21)
+
+
+@pytest.mark.parametrize("num_classes, width", [(2, 0.25), (11, 0.5)])
+def test_parameter_count_follows_width_and_classes(num_classes, width):
+    with tf.Graph().as_default():
+        _build(model.SegNetConfig(width_multiplier=width), shape=(1, 32, 32, 3),
+               num_classes=num_classes)
+        assert model.count_parameters("segnet") == _expected_segnet_params(num_classes, width)
+
+
+def test_logits_shape_end_points_and_variable_names_on_odd_size():
+    with tf.Graph().as_default():
+        images, logits, end_points = _build(shape=(2, 45, 61, 3))
+        assert logits.shape.as_list() == [2, 45, 61, 5]
+        convs = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
+                 "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3"]
+        decoder = [c + "_D" for c in reversed(convs)]
+        names = list(end_points)
+        assert [n for n in names if n.startswith("conv")] == convs + decoder
+        assert names[-1] == "logits"
+        # Every unpooling restores the exact pre-pool size: 45 -> 23 -> 12 -> 6 -> 3 -> 2.
+        for stage, size in zip(range(1, 6), [(45, 61), (23, 31), (12, 16), (6, 8), (3, 4)]):
+            assert end_points[f"upsample{stage}"].shape.as_list()[1:3] == list(size)
+            assert end_points[f"pool{stage}_argmax"].dtype == tf.int64
+        assert end_points["pool5"].shape.as_list()[1:3] == [2, 2]
+        variables = {v.op.name for v in tf.global_variables()}
+        for name in ["segnet/conv1_1/weights", "segnet/conv1_1/biases",
+                     "segnet/conv1_1/BatchNorm/gamma", "segnet/conv1_1/BatchNorm/beta",
+                     "segnet/conv1_1/BatchNorm/moving_mean",
+                     "segnet/conv1_1/BatchNorm/moving_variance", "segnet/conv1_1_D/weights",
+                     "segnet/conv1_1_D/biases"]:
+            assert name in variables
+        assert not any(v.startswith("segnet/conv1_1_D/BatchNorm") for v in variables)
+        moving = {v.op.name for v in tf.moving_average_variables()}
+        assert "segnet/conv5_3_D/BatchNorm/moving_mean" in moving
+        assert not any("moving" in v.op.name for v in tf.trainable_variables())
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            out = sess.run(logits, {images: np.random.default_rng(0).random((2, 45, 61, 3))})
+        assert out.shape == (2, 45, 61, 5) and np.isfinite(out).all()
+
+
+def test_dynamic_batch_and_size_and_reuse_adds_nothing():
+    with tf.Graph().as_default():
+        images, logits, _ = _build(shape=(None, None, None, 3), is_training=True)
+        counts = lambda: (len(tf.global_variables()), len(tf.get_collection(  # noqa: E731
+            tf.GraphKeys.UPDATE_OPS)), len(tf.losses.get_regularization_losses()))
+        before = counts()
+        eval_logits, _ = model.segnet(images, 5, is_training=False, config=TINY, reuse=True)
+        assert counts() == before
+        assert logits.shape.as_list() == [None, None, None, 5]
+        rng = np.random.default_rng(1)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            for shape in [(1, 33, 47, 3), (3, 32, 32, 3), (2, 7, 5, 3)]:
+                out = sess.run(eval_logits, {images: rng.random(shape)})
+                assert out.shape == shape[:3] + (5,)
+
+
+def test_wrong_inputs_raise():
+    with tf.Graph().as_default():
+        with pytest.raises(ValueError, match="images must be"):
+            model.segnet(tf.zeros([4, 32, 3]), 5, True, config=TINY)
+        with pytest.raises(ValueError, match="channel"):
+            model.segnet(tf.placeholder(tf.float32, [1, 32, 32, None]), 5, True, config=TINY)
+        with pytest.raises(ValueError, match="num_classes"):
+            model.segnet(tf.zeros([1, 32, 32, 3]), 0, True, config=TINY)
+        with pytest.raises(ValueError, match="is_training"):
+            model.segnet(tf.zeros([1, 32, 32, 3]), 2, tf.constant(1.0), config=TINY)
+
+
+def test_weight_decay_terms_match_numpy():
+    config = TINY.replace(weight_decay=1e-3)
+    with tf.Graph().as_default():
+        _build(config, shape=(1, 16, 16, 3))
+        losses = tf.losses.get_regularization_losses()
+        kernels = [v for v in tf.trainable_variables() if v.op.name.endswith("/weights")]
+        assert len(losses) == len(kernels) == 26
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            total, values = sess.run([tf.add_n(losses), kernels])
+        assert np.isclose(total, 1e-3 * sum((w.astype(np.float64) ** 2).sum() / 2 for w in values),
+                          rtol=1e-5)
+    with tf.Graph().as_default():
+        _build(TINY.replace(weight_decay=0.0), shape=(1, 16, 16, 3))
+        assert tf.losses.get_regularization_losses() == []
+
+
+def test_batch_norm_training_vs_inference_with_a_bool_tensor():
+    config = TINY.replace(batch_norm_decay=0.5)
+    with tf.Graph().as_default():
+        training = tf.placeholder(tf.bool, [])
+        images, logits, end_points = _build(config, shape=(4, 16, 16, 3), is_training=training)
+        updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS)
+        assert len(updates) == 2 * 25  # mean and variance of every batch-normed conv
+        moving_mean = tf.global_variables("segnet/conv1_1/BatchNorm/moving_mean")[0]
+        kernel = tf.global_variables("segnet/conv1_1/weights")[0]
+        bias = tf.global_variables("segnet/conv1_1/biases")[0]
+        x = np.random.default_rng(2).normal(3.0, 2.0, (4, 16, 16, 3)).astype(np.float32)
+        pre_bn = tf.nn.bias_add(tf.nn.conv2d(images, kernel, [1, 1, 1, 1], "SAME"), bias)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            # Inference: no change to the moving statistics, deterministic output.
+            a, _ = sess.run([logits, updates], {images: x, training: False})
+            assert np.allclose(sess.run(moving_mean), 0.0)
+            b = sess.run(logits, {images: x, training: False})
+            assert np.array_equal(a, b)
+            # Training: the moving mean moves halfway to the batch mean.
+            batch_mean = sess.run(pre_bn, {images: x}).mean(axis=(0, 1, 2))
+            sess.run(updates, {images: x, training: True})
+            assert np.allclose(sess.run(moving_mean), 0.5 * batch_mean, rtol=1e-4, atol=1e-5)
+            # Batch statistics normalise conv1_1 in training: mean 0 before beta (0).
+            conv1 = sess.run(end_points["conv1_1"], {images: x, training: True})
+            assert not np.allclose(conv1, sess.run(end_points["conv1_1"],
+                                                   {images: x, training: False}))
+
+
+def test_python_bool_is_training_false_adds_no_update_ops():
+    with tf.Graph().as_default():
+        _build(is_training=False)
+        assert tf.get_collection(tf.GraphKeys.UPDATE_OPS) == []
+
+
+def test_a_training_step_reduces_the_loss():
+    with tf.Graph().as_default():
+        tf.set_random_seed(0)
+        rng = np.random.default_rng(3)
+        x = rng.random((2, 32, 32, 3)).astype(np.float32)
+        y = (x[..., 0] > 0.5).astype(np.int32)  # a label the net can read off the input
+        images, logits, _ = _build(shape=(2, 32, 32, 3), num_classes=2)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)):
+            step = tf.train.MomentumOptimizer(0.05, 0.9).minimize(loss)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            first = sess.run(loss, {images: x})
+            for _ in range(20):
+                sess.run(step, {images: x})
+            # Every layer gets gradients (unpooling included) and the loss falls.
+            assert sess.run(loss, {images: x}) < 0.85 * first
+
+
+# --------------------------------------------------------------------------
+# Variants
+# --------------------------------------------------------------------------
+
+def test_segnet_basic_is_four_stages_of_64_features_with_7x7_kernels():
+    with tf.Graph().as_default():
+        _, logits, end_points = _build(model.SegNetConfig(variant="segnet_basic"),
+                                       shape=(1, 45, 61, 3), num_classes=11)
+        assert logits.shape.as_list() == [1, 45, 61, 11]
+        kernels = {v.op.name: v.shape.as_list() for v in tf.trainable_variables()
+                   if v.op.name.endswith("/weights")}
+        assert kernels == {
+            "segnet/conv1/weights": [7, 7, 3, 64], "segnet/conv2/weights": [7, 7, 64, 64],
+            "segnet/conv3/weights": [7, 7, 64, 64], "segnet/conv4/weights": [7, 7, 64, 64],
+            "segnet/conv4_D/weights": [7, 7, 64, 64], "segnet/conv3_D/weights": [7, 7, 64, 64],
+            "segnet/conv2_D/weights": [7, 7, 64, 64], "segnet/conv1_D/weights": [7, 7, 64, 64],
+            "segnet/conv_classifier/weights": [1, 1, 64, 11]}
+        biases = [v.op.name for v in tf.trainable_variables() if v.op.name.endswith("/biases")]
+        assert biases == ["segnet/conv_classifier/biases"]
+        assert [k for k in end_points if k.startswith("pool") and "_" not in k] == [
+            "pool1", "pool2", "pool3", "pool4"]
+        # 7*7*3*64 + 7 convs of 7*7*64*64, batch norm on 8, a 1x1 classifier with bias.
+        expected = 49 * 3 * 64 + 7 * 49 * 64 * 64 + 8 * 2 * 64 + 64 * 11 + 11
+        assert model.count_parameters() == expected  # about 1.42M, the paper's 1.425M
+
+
+def test_segnet_basic_decoder_has_no_relu():
+    with tf.Graph().as_default():
+        _, _, end_points = _build(model.SegNetConfig(variant="segnet_basic", width_multiplier=0.25),
+                                  shape=(1, 16, 16, 3), is_training=False)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            enc, dec = sess.run([end_points["conv1"], end_points["conv4_D"]],
+                                {"images:0": np.random.default_rng(4).random((1, 16, 16, 3))})
+        assert enc.min() >= 0 and dec.min() < 0
+
+
+def test_bayesian_dropout_places_and_monte_carlo_switch():
+    config = TINY.replace(variant="bayesian")
+    with tf.Graph().as_default():
+        images, logits, end_points = _build(config, shape=(1, 32, 32, 3), is_training=False)
+        mc_logits, _ = model.segnet(images, 5, False, config=config, reuse=True, mc_dropout=True)
+        assert [k for k in end_points if k.endswith("_dropout")] == [
+            "pool3_dropout", "pool4_dropout", "pool5_dropout",
+            "conv5_1_D_dropout", "conv4_1_D_dropout", "conv3_1_D_dropout"]
+        # The dropout in the decoder comes right before the next unpooling.
+        names = list(end_points)
+        assert names[names.index("conv5_1_D_dropout") + 1] == "upsample4"
+        x = np.random.default_rng(5).random((1, 32, 32, 3))
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            a, b = (sess.run(logits, {images: x}) for _ in range(2))
+            c, d = (sess.run(mc_logits, {images: x}) for _ in range(2))
+        assert np.array_equal(a, b)          # test time: deterministic
+        assert not np.allclose(c, d)         # MC dropout: a new sample each run
+    with tf.Graph().as_default():
+        _, _, end_points = _build(TINY, shape=(1, 32, 32, 3), mc_dropout=True)
+        assert not any(k.endswith("_dropout") for k in end_points)
+
+
+def test_bayesian_has_the_same_parameters_as_segnet():
+    with tf.Graph().as_default():
+        _build(model.SegNetConfig(variant="bayesian"), shape=(1, 32, 32, 3), num_classes=21)
+        assert model.count_parameters() == _expected_segnet_params(21)
+
+
+def test_layer_table_lists_shapes_and_parameters():
+    with tf.Graph().as_default():
+        _, _, end_points = _build(model.SegNetConfig(), shape=(None, 64, 96, 3), num_classes=21)
+        table = model.layer_table(end_points)
+    assert list(table.columns) == ["name", "kind", "output_shape", "params", "dtype"]
+    assert table["params"].sum() == 29_455_125
+    row = table.set_index("name").loc["conv1_1"]
+    assert row["output_shape"] == (None, 64, 96, 64)
+    assert row["params"] == 3 * 3 * 3 * 64 + 64 + 2 * 64
+    assert table.set_index("name").loc["pool5", "output_shape"] == (None, 2, 3, 512)
+    assert table.set_index("name").loc["pool5_argmax", "dtype"] == "int64"
+
+
+# --------------------------------------------------------------------------
+# Pooling with indices and unpooling
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", model.UNPOOL_METHODS)
+@pytest.mark.parametrize("shape", [(1, 4, 4, 1), (3, 7, 5, 2), (2, 9, 12, 3), (1, 1, 3, 1)])
+def test_pool_then_unpool_matches_numpy_with_ties(method, shape, rng):
+    # Small integers make many ties inside a window.
+    x = rng.integers(0, 3, shape).astype(np.float32)
+    with tf.Graph().as_default():
+        xt = tf.placeholder(tf.float32, (None,) + shape[1:])
+        pooled, argmax = model.max_pool_with_argmax(xt)
+        out = model.max_unpool(pooled, argmax, tf.shape(xt), method=method)
+        with tf.Session() as sess:
+            p, a, u = sess.run([pooled, argmax, out], {xt: x})
+    assert a.dtype == np.int64
+    np.testing.assert_array_equal(p, np_max_pool(x))
+    # Each index points at a value equal to the maximum, inside its own window.
+    b, h, w, c = shape
+    for bi in range(b):
+        flat = x[bi].ravel()
+        np.testing.assert_array_equal(flat[a[bi]], p[bi])
+        y, xx, ch = np.unravel_index(a[bi], (h, w, c))
+        i, j, k = np.indices(a[bi].shape)
+        assert (y // 2 == i).all() and (xx // 2 == j).all() and (ch == k).all()
+    np.testing.assert_array_equal(u, np_unpool(p, a, shape))
+    # Exactly one nonzero-capable slot per pooled value: the sum is preserved.
+    assert np.isclose(u.sum(), p.sum())
+
+
+@pytest.mark.parametrize("method", model.UNPOOL_METHODS)
+def test_unpool_random_values_and_int32_indices(method, rng):
+    shape = (2, 5, 7, 3)
+    x = rng.normal(size=shape).astype(np.float32)
+    with tf.Graph().as_default():
+        pooled, argmax = model.max_pool_with_argmax(tf.constant(x))
+        out64 = model.max_unpool(pooled, argmax, list(shape), method=method)
+        out32 = model.max_unpool(pooled, tf.cast(argmax, tf.int32), list(shape), method=method)
+        assert out64.shape.as_list() == list(shape)
+        with tf.Session() as sess:
+            p, a, u64, u32 = sess.run([pooled, argmax, out64, out32])
+    np.testing.assert_array_equal(u64, np_unpool(p, a, shape))
+    np.testing.assert_array_equal(u32, u64)
+
+
+def test_unpool_refuses_float_indices_and_unknown_method():
+    with tf.Graph().as_default():
+        pooled = tf.zeros([1, 2, 2, 1])
+        with pytest.raises(ValueError, match="float32"):
+            model.max_unpool(pooled, tf.zeros([1, 2, 2, 1]), [1, 4, 4, 1])
+        with pytest.raises(ValueError, match="method"):
+            model.max_unpool(pooled, tf.zeros([1, 2, 2, 1], tf.int64), [1, 4, 4, 1], method="dense")
+        with pytest.raises(ValueError, match="unknown entry"):
+            model.max_unpool(pooled, tf.zeros([1, 2, 2, 1], tf.int64), [None, 4, 4, 1])
+
+
+@pytest.mark.parametrize("method", model.UNPOOL_METHODS)
+def test_unpool_indices_beyond_float32_exactness(method):
+    # 4097 * 4097 > 2**24: an odd flat index up there is not representable in
+    # float32, so an implementation that casts indices puts the value elsewhere.
+    size = 4097
+    x = np.zeros((1, size, size, 1), np.float32)
+    x[0, size - 1, size - 2, 0] = 1.0
+    assert (size - 1) * size + size - 2 > 2 ** 24
+    with tf.Graph().as_default():
+        pooled, argmax = model.max_pool_with_argmax(tf.constant(x))
+        out = model.max_unpool(pooled, argmax, tf.shape(x), method=method)
+        with tf.Session() as sess:
+            u = sess.run(out)
+    assert u[0, size - 1, size - 2, 0] == 1.0 and u.sum() == 1.0
+
+
+@pytest.mark.parametrize("method", model.UNPOOL_METHODS)
+def test_unpool_gradient_matches_numerical(method, rng):
+    shape = (2, 5, 6, 2)
+    x = rng.normal(size=shape)
+    with tf.Graph().as_default():
+        _, argmax = model.max_pool_with_argmax(tf.constant(x))
+        pooled = tf.placeholder(tf.float64, [None, 3, 3, 2])
+        out = model.max_unpool(pooled, argmax, list(shape), method=method)
+        with tf.Session():
+            p0 = rng.normal(size=(2, 3, 3, 2))
+            theoretical, numerical = tf.test.compute_gradient(
+                pooled, [2, 3, 3, 2], out, list(shape), x_init_value=p0)
+    np.testing.assert_allclose(theoretical, numerical, atol=1e-6)
+    # Each pooled value feeds exactly one output: one 1 per row of the Jacobian.
+    assert np.array_equal(theoretical.sum(axis=1), np.ones(theoretical.shape[0]))
+
+
+def test_unpool_gradient_through_pooling_on_dynamic_batch(rng):
+    # d/dx sum(w * unpool(pool(x))) = w where x is its window's maximum, else 0.
+    x = rng.normal(size=(3, 7, 9, 2)).astype(np.float32)
+    w = rng.normal(size=x.shape).astype(np.float32)
+    grads = []
+    for method in model.UNPOOL_METHODS:
+        with tf.Graph().as_default():
+            xt = tf.placeholder(tf.float32, [None, 7, 9, 2])
+            pooled, argmax = model.max_pool_with_argmax(xt)
+            out = model.max_unpool(pooled, argmax, tf.shape(xt), method=method)
+            (g,) = tf.gradients(tf.reduce_sum(out * w), [xt])
+            with tf.Session() as sess:
+                gv, u = sess.run([g, out], {xt: x})
+        mask = u != 0
+        np.testing.assert_allclose(gv[mask], w[mask], rtol=1e-6)
+        assert (gv[~mask] == 0).all()
+        grads.append(gv)
+    np.testing.assert_array_equal(grads[0], grads[1])
