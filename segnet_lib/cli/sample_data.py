@@ -1,0 +1,52 @@
+"""Generate the embedded sample dataset (VOC layout + RLE CSV) into a folder.
+
+Without --out it fills the cache that the notebooks and tests use
+($SEGNET_CACHE_DIR, default ~/.cache/segnet_lib) and prints its path.
+"""
+from __future__ import annotations
+
+import argparse
+
+HELP = "generate the small sample dataset (VOC layout + RLE CSV)"
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds this command's options to ``parser``."""
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="folder to write (default: the shared cache, see above)")
+    parser.add_argument("--seed", type=_non_negative, default=0,
+                        help="dataset seed; the same seed gives the same files")
+    parser.add_argument("--num-train", type=_positive, default=None,
+                        help="training images (default 300; only with --out)")
+    parser.add_argument("--num-val", type=_positive, default=None,
+                        help="validation images (default 100; only with --out)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Writes the dataset and prints where; returns 0."""
+    from segnet_lib import sample_data
+
+    if args.out is None:
+        if args.num_train is not None or args.num_val is not None:
+            args._parser.error("--num-train/--num-val need --out (the cache has the default sizes)")
+        root = sample_data.sample_root(seed=args.seed)
+    else:
+        sizes = {k: v for k, v in (("num_train", args.num_train), ("num_val", args.num_val))
+                 if v is not None}
+        root = sample_data.generate(args.out, seed=args.seed, progress=True, **sizes)
+    print(root)
+    return 0

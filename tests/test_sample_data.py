@@ -1,0 +1,131 @@
+"""Tests of segnet_lib.sample_data: the generated VOC-layout sample dataset."""
+import socket
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segnet_lib import sample_data, voc
+from segnet_lib.cli import main
+
+
+@pytest.fixture(scope="module")
+def small_root(tmp_path_factory):
+    return sample_data.generate(tmp_path_factory.mktemp("sample"), seed=0, num_train=8,
+                                num_val=4)
+
+
+def test_layout_and_splits(small_root):
+    train = voc.VOCSegmentation(small_root, "train")
+    val = voc.VOCSegmentation(small_root, "val")
+    assert len(train) == 8 and len(val) == 4 and not set(train.ids) & set(val.ids)
+    assert voc.read_split_ids(small_root, "trainval") == train.ids + val.ids
+    for ds in (train, val):
+        for i in range(len(ds)):
+            image, mask = ds[i]
+            assert image.dtype == np.uint8 and image.shape[2] == 3
+            assert max(image.shape[:2]) <= 128
+            assert set(np.unique(mask)) <= set(sample_data.SAMPLE_CLASS_IDS) | {255}
+    with Image.open(train.mask_path(0)) as img:
+        assert img.mode == "P"  # palette PNG, like VOC's
+        assert np.array_equal(np.asarray(img.getpalette(), np.uint8).reshape(-1, 3),
+                              voc.VOC_COLORMAP)
+
+
+def test_every_object_outline_is_void(small_root):
+    ds = voc.VOCSegmentation(small_root, "train")
+    for i in range(len(ds)):
+        mask = ds[i][1]
+        # Two 4-neighbours with different non-void classes would be an
+        # outline without its void band.
+        for a, b in ((mask[1:], mask[:-1]), (mask[:, 1:], mask[:, :-1])):
+            assert not np.any((a != b) & (a != 255) & (b != 255))
+    assert any((ds[i][1] == 255).any() and (ds[i][1] > 0).any() for i in range(len(ds)))
+
+
+def test_add_void_band_marks_boundaries_and_tiny_fragments():
+    label = np.zeros((12, 12), np.uint8)
+    label[2:10, 2:10] = 8
+    label[0, 11] = 15  # a 1-pixel fragment: too small to label
+    out = sample_data.add_void_band(label, width=1, min_area=4)
+    assert out[5, 5] == 8 and out[5, 0] == 0  # interiors kept
+    assert out[2, 5] == 255 and out[1, 5] == 255  # both sides of the outline
+    assert out[0, 11] == 255
+
+
+def test_deterministic_per_seed(tmp_path, small_root):
+    again = sample_data.generate(tmp_path / "again", seed=0, num_train=8, num_val=4)
+    other = sample_data.generate(tmp_path / "other", seed=1, num_train=8, num_val=4)
+    for sub in ("JPEGImages/sample_00003.jpg", "SegmentationClass/sample_00010.png"):
+        assert (again / sub).read_bytes() == (small_root / sub).read_bytes()
+        assert (other / sub).read_bytes() != (small_root / sub).read_bytes()
+
+
+def test_generation_needs_no_network(tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise OSError("network disabled by the test")
+
+    sample_data._source.cache_clear()  # re-read the bundled files under the ban
+    sample_data._horse_silhouette.cache_clear()
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    root = sample_data.generate(tmp_path / "offline", seed=2, num_train=3, num_val=1)
+    assert len(voc.VOCSegmentation(root, "train")) == 3
+
+
+def test_sample_root_caches_atomically(tmp_path, monkeypatch):
+    monkeypatch.setenv(sample_data.CACHE_ENV, str(tmp_path / "cache"))
+    calls = []
+    real = sample_data.generate
+
+    def small(out_dir, seed=0, **kwargs):
+        calls.append(seed)
+        return real(out_dir, seed=seed, num_train=2, num_val=1)
+
+    monkeypatch.setattr(sample_data, "generate", small)
+    root = sample_data.sample_root(seed=3)
+    assert root.parent == tmp_path / "cache" and f"seed3" in root.name
+    assert len(voc.VOCSegmentation(root, "train")) == 2
+    assert sample_data.sample_root(seed=3) == root and calls == [3]  # cached
+
+    def crash(out_dir, seed=0, **kwargs):
+        (out_dir / "JPEGImages").mkdir()
+        raise KeyboardInterrupt  # e.g. Ctrl-C half way
+
+    monkeypatch.setattr(sample_data, "generate", crash)
+    with pytest.raises(KeyboardInterrupt):
+        sample_data.sample_root(seed=4)
+    # No half dataset left behind: neither the final folder nor the temporary one.
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [root.name]
+
+
+def test_cli_writes_a_dataset(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["sample-data", "--out", str(out), "--seed", "1",
+                 "--num-train", "2", "--num-val", "1"]) == 0
+    assert capsys.readouterr().out.strip().endswith("cli")
+    assert voc.read_split_ids(out, "val") == ["sample_00002"]
+
+
+def test_cli_rejects_bad_arguments(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["sample-data", "--out", str(tmp_path), "--num-train", "0"])
+    assert exc.value.code == 2 and "--num-train" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["sample-data", "--num-val", "3"])
+    assert exc.value.code == 2 and "need --out" in capsys.readouterr().err
+
+
+def test_csv_matches_the_png_masks(small_root):
+    train = voc.VOCSegmentation(small_root, "train")
+    csv = voc.CSVSegmentation(small_root / "JPEGImages", small_root / "train.csv",
+                              order=sample_data.CSV_ORDER, ids=train.ids)
+    assert csv.ids == train.ids
+    for i in range(len(train)):
+        image, png_mask = train[i]
+        csv_image, csv_mask = csv[i]
+        assert np.array_equal(image, csv_image)
+        # The CSV has no void band (Kaggle CSVs do not); elsewhere they agree.
+        known = png_mask != 255
+        assert np.array_equal(csv_mask[known], png_mask[known])
+        assert (csv_mask[~known] != 255).all()
