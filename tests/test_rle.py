@@ -1,0 +1,447 @@
+"""Tests of segnet_lib.rle: known values, round trips, every error, CSV files."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from segnet_lib import rle
+
+SETTINGS = settings(max_examples=60, deadline=None)
+
+# A 3x4 mask written out by hand:
+#   row-major  (C): 0 1 1 0 | 0 0 1 1 | 1 0 0 0       -> pixels 2-3 and 7-9
+#   column-major (F): 0 0 1 | 1 0 0 | 1 1 0 | 0 1 0   -> pixels 3-4, 7-8 and 11
+MASK = np.array([[0, 1, 1, 0],
+                 [0, 0, 1, 1],
+                 [1, 0, 0, 0]], np.uint8)
+MASK_C = "2 2 7 3"
+MASK_F = "3 2 7 2 11 1"
+
+
+def reference_encode(mask, order):
+    """The Kaggle encoder, the independent reference for the tests."""
+    pixels = np.concatenate([[0], np.asarray(mask).flatten(order=order), [0]])
+    runs = np.where(pixels[1:] != pixels[:-1])[0] + 1
+    runs[1::2] -= runs[::2]
+    return " ".join(str(x) for x in runs)
+
+
+# ----------------------------------------------------------------------------
+# Known values
+# ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("order, text", [("C", MASK_C), ("F", MASK_F)])
+def test_known_mask_both_orders(order, text):
+    assert rle.encode(MASK, order) == text
+    decoded = rle.decode(text, MASK.shape, order)
+    assert decoded.dtype == np.uint8 and decoded.shape == MASK.shape
+    np.testing.assert_array_equal(decoded, MASK)
+
+
+def test_starts_are_one_based():
+    mask = rle.decode("1 1", (2, 3), "C")
+    assert mask[0, 0] == 1 and mask.sum() == 1
+    mask = rle.decode("6 1", (2, 3), "C")
+    assert mask[1, 2] == 1 and mask.sum() == 1
+
+
+def test_kaggle_example_string():
+    # '1 3 10 5' = pixels 1, 2, 3 and 10..14 (Kaggle's own example).
+    flat = rle.decode("1 3 10 5", (4, 4), "C").ravel()
+    np.testing.assert_array_equal(np.flatnonzero(flat) + 1, [1, 2, 3, 10, 11, 12, 13, 14])
+
+
+def test_orders_differ_by_a_transpose():
+    text = "2 3 9 4"
+    by_columns = rle.decode(text, (3, 5), "F")
+    np.testing.assert_array_equal(by_columns, rle.decode(text, (5, 3), "C").T)
+    assert not np.array_equal(by_columns, rle.decode(text, (3, 5), "C"))
+
+
+@pytest.mark.parametrize("empty", ["", "   ", None, float("nan"), np.nan, pd.NA])
+@pytest.mark.parametrize("order", rle.ORDERS)
+def test_empty_rle_is_empty_mask(empty, order):
+    mask = rle.decode(empty, (3, 4), order)
+    assert mask.shape == (3, 4) and mask.dtype == np.uint8 and not mask.any()
+
+
+@pytest.mark.parametrize("order", rle.ORDERS)
+def test_all_zero_and_all_one_masks(order):
+    assert rle.encode(np.zeros((3, 5), np.uint8), order) == ""
+    assert rle.encode(np.ones((3, 5), bool), order) == "1 15"
+    assert rle.encode(np.zeros((0, 5), np.uint8), order) == ""
+
+
+def test_whitespace_variants_parse_the_same():
+    expected = rle.decode("2 2 7 3", (3, 4), "C")
+    for text in (" 2 2 7 3 ", "2  2\t7\n3", "2 2 7 3\n", "002 2 7 03"):
+        np.testing.assert_array_equal(rle.decode(text, (3, 4), "C"), expected)
+
+
+def test_adjacent_runs_decode_and_encode_canonically():
+    # Touching runs are valid (disjoint) but not canonical: encode merges them.
+    mask = rle.decode("1 2 3 2", (2, 3), "C")
+    np.testing.assert_array_equal(mask.ravel(), [1, 1, 1, 1, 0, 0])
+    assert rle.encode(mask, "C") == "1 4"
+
+
+def test_large_numbers_beyond_eight_digits():
+    # 1 x 300,000,000 pixels would be too much memory; check the parser and
+    # formatter on big values directly and a run near the end of a tall image.
+    values = np.array([1, 99_999_999, 100_000_000, 123_456_789_012, 10**15 + 7], np.int64)
+    text = rle._format_ints(values)
+    assert text == " ".join(map(str, values.tolist()))
+    np.testing.assert_array_equal(rle._parse_ints(text), values)
+    starts, lengths = rle.to_runs("123456789 2", (1, 123456790))
+    assert starts.tolist() == [123456788] and lengths.tolist() == [2]
+
+
+def test_f_order_result_is_a_free_view():
+    mask = rle.decode(MASK_F, MASK.shape, "F")
+    assert mask.flags.f_contiguous
+
+
+@pytest.mark.parametrize("order", rle.ORDERS)
+def test_encode_accepts_any_layout_and_dtype(order):
+    rng = np.random.default_rng(3)
+    mask = (rng.random((17, 23)) < 0.4).astype(np.uint8)
+    expected = reference_encode(mask, order)
+    for variant in (mask, np.asfortranarray(mask), mask.astype(bool), mask.astype(np.int64),
+                    mask.astype(np.float32), np.ascontiguousarray(mask.T).T):
+        assert rle.encode(variant, order) == expected
+    wide = (rng.random((17, 46)) < 0.4).astype(np.uint8)
+    assert rle.encode(wide[:, ::2], order) == reference_encode(wide[:, ::2], order)
+
+
+# ----------------------------------------------------------------------------
+# Round trips (hypothesis)
+# ----------------------------------------------------------------------------
+
+shapes = st.tuples(st.integers(1, 40), st.integers(1, 40))
+binary_masks = shapes.flatmap(
+    lambda shape: hnp.arrays(np.uint8, shape, elements=st.integers(0, 1)))
+
+
+@SETTINGS
+@given(mask=binary_masks, order=st.sampled_from(rle.ORDERS))
+def test_decode_encode_round_trip(mask, order):
+    text = rle.encode(mask, order)
+    assert text == reference_encode(mask, order)
+    np.testing.assert_array_equal(rle.decode(text, mask.shape, order), mask)
+    # The other memory layout takes another code path; same answer.
+    assert rle.encode(np.asfortranarray(mask), order) == text
+
+
+@st.composite
+def canonical_rles(draw):
+    """A shape and a canonical RLE: sorted runs with a gap between them."""
+    h, w = draw(shapes)
+    n = h * w
+    cuts = sorted(draw(st.sets(st.integers(0, n), max_size=min(n + 1, 60))))
+    if len(cuts) % 2:
+        cuts = cuts[:-1]
+    starts, ends = cuts[0::2], cuts[1::2]
+    # Merge runs that touch, so the string is canonical.
+    runs = []
+    for s, e in zip(starts, ends):
+        if runs and runs[-1][1] == s:
+            runs[-1][1] = e
+        else:
+            runs.append([s, e])
+    text = " ".join(f"{s + 1} {e - s}" for s, e in runs)
+    return (h, w), text
+
+
+@SETTINGS
+@given(case=canonical_rles(), order=st.sampled_from(rle.ORDERS))
+def test_encode_decode_round_trip(case, order):
+    shape, text = case
+    assert rle.encode(rle.decode(text, shape, order), order) == text
+
+
+@SETTINGS
+@given(values=st.lists(st.integers(0, 10**16 - 1), min_size=1, max_size=50))
+def test_format_and_parse_integers(values):
+    array = np.array(values, np.int64)
+    text = rle._format_ints(array)
+    assert text == " ".join(map(str, values))
+    np.testing.assert_array_equal(rle._parse_ints(text), array)
+
+
+label_maps = shapes.flatmap(
+    lambda shape: hnp.arrays(np.uint8, shape, elements=st.sampled_from([0, 1, 2, 7, 20, 255])))
+
+
+@SETTINGS
+@given(label_map=label_maps, order=st.sampled_from(rle.ORDERS))
+def test_label_map_round_trip(label_map, order):
+    encoded = rle.encode_label_map(label_map, order)
+    assert set(encoded) == set(np.unique(label_map).tolist()) - {0, 255}
+    for value, text in encoded.items():
+        np.testing.assert_array_equal(rle.decode(text, label_map.shape, order), label_map == value)
+    decoded = rle.decode_label_map(list(encoded.values()), list(encoded), label_map.shape, order)
+    np.testing.assert_array_equal(decoded, np.where(label_map == 255, 0, label_map))
+
+
+# ----------------------------------------------------------------------------
+# Errors: every malformed input is named, nothing is clipped
+# ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, message", [
+    ("1 2 3", r"odd number of values \(3\)"),
+    ("1 x", r"value 2 \('x'\) is not an integer"),
+    ("1.5 2", r"value 1 \('1.5'\) is not an integer"),
+    ("1 2e1", r"value 2 \('2e1'\) is not an integer"),
+    ("1 ٣", r"value 2 .* is not an integer"),  # an Arabic-Indic digit
+    ("0 2", r"run 1 has start 0 < 1 \(starts are 1-based\)"),
+    ("3 1 -1 2", r"run 2 has start -1 < 1"),
+    ("1 0", r"run 1 \(start 1\) has length 0 < 1"),
+    ("1 2 5 -3", r"run 2 \(start 5\) has length -3 < 1"),
+    ("10 5", r"run 1 \(start 10, length 5\) ends at pixel 14, past the last pixel 12 of a 3x4 image"),
+    ("1 1 13 1", r"run 2 .* past the last pixel 12"),
+    ("5 2 1 1", r"run 2 \(start 1, length 1\) is out of order"),
+    ("1 5 3 2", r"run 2 \(start 3, length 2\) overlaps run 1 \(start 1, length 5\)"),
+    ("1 " + "9" * 25, r"too large"),
+])
+@pytest.mark.parametrize("order", rle.ORDERS)
+def test_malformed_rle_raises(text, message, order):
+    with pytest.raises(ValueError, match=message):
+        rle.decode(text, (3, 4), order)
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="order must be 'C'"):
+        rle.decode("1 1", (2, 2), "A")
+    with pytest.raises(ValueError, match="order must be 'C'"):
+        rle.encode(MASK, "c")
+    with pytest.raises(TypeError):
+        rle.decode("1 1", (2, 2))  # no default order
+    with pytest.raises(ValueError, match="shape must be"):
+        rle.decode("1 1", (2, 2, 3), "C")
+    with pytest.raises(ValueError, match="shape must be"):
+        rle.decode("1 1", (2.5, 2), "C")
+    with pytest.raises(TypeError, match="must be a string"):
+        rle.decode(b"1 1", (2, 2), "C")
+    with pytest.raises(ValueError, match="2-D"):
+        rle.encode(np.zeros((2, 2, 1)), "C")
+    with pytest.raises(ValueError, match=r"only 0 and 1, found 2"):
+        rle.encode(np.array([[0, 2]]), "C")
+    with pytest.raises(ValueError, match=r"only 0 and 1, found -1"):
+        rle.encode(np.array([[0, -1]]), "F")
+    with pytest.raises(ValueError, match=r"only 0 and 1, found 0.5"):
+        rle.encode(np.array([[0, 0.5]]), "C")
+
+
+# ----------------------------------------------------------------------------
+# Label maps
+# ----------------------------------------------------------------------------
+
+def test_decode_label_map_semantic():
+    # Class 3 on the top row, class 15 on pixel (2, 0), background elsewhere.
+    label_map = rle.decode_label_map(["1 4", "9 1", ""], [3, 15, float("nan")], (3, 4), "C")
+    expected = np.zeros((3, 4), np.uint8)
+    expected[0] = 3
+    expected[2, 0] = 15
+    np.testing.assert_array_equal(label_map, expected)
+    assert label_map.dtype == np.uint8
+
+
+def test_overlap_policies():
+    rles, values = ["1 3", "2 3"], [1, 2]  # pixels 2 and 3 are in both rows
+    with pytest.raises(ValueError, match=r"a.csv line 2 and a.csv line 3 overlap \(at pixel 2\)"):
+        rle.decode_label_map(rles, values, (2, 3), "C", row_labels=["a.csv line 2", "a.csv line 3"])
+    last = rle.decode_label_map(rles, values, (2, 3), "C", overlap="last")
+    first = rle.decode_label_map(rles, values, (2, 3), "C", overlap="first")
+    np.testing.assert_array_equal(last.ravel(), [1, 2, 2, 2, 0, 0])
+    np.testing.assert_array_equal(first.ravel(), [1, 1, 1, 2, 0, 0])
+    with pytest.raises(ValueError, match="overlap must be one of"):
+        rle.decode_label_map(rles, values, (2, 3), "C", overlap="max")
+
+
+def test_overlap_error_finds_a_run_hidden_inside_another():
+    # Row 0 covers 1..10; row 2's run sits inside it, row 1 is disjoint from both.
+    with pytest.raises(ValueError, match="row 0 and row 2 overlap"):
+        rle.decode_label_map(["1 10", "12 2", "4 2"], [1, 2, 3], (4, 4), "F")
+
+
+def test_label_map_value_errors():
+    with pytest.raises(ValueError, match=r"row 1: value 0 is outside 1..255 for uint8; 0 is the background"):
+        rle.decode_label_map(["1 1", "2 1"], [1, 0], (2, 2), "C")
+    with pytest.raises(ValueError, match=r"value 300 is outside 1..255 for uint8; pass a wider dtype"):
+        rle.decode_label_map(["1 1"], [300], (2, 2), "C")
+    wide = rle.decode_label_map(["1 1"], [300], (2, 2), "C", dtype=np.uint16)
+    assert wide.dtype == np.uint16 and wide[0, 0] == 300
+    with pytest.raises(ValueError, match=r"row 0: value 'cat' is not an integer"):
+        rle.decode_label_map(["1 1"], ["cat"], (2, 2), "C")
+    with pytest.raises(ValueError, match=r"2 RLE rows but 1 values"):
+        rle.decode_label_map(["1 1", "2 1"], [1], (2, 2), "C")
+    with pytest.raises(ValueError, match=r"img_7, line 4: run 1 has start 0"):
+        rle.decode_label_map(["0 1"], [1], (2, 2), "C", row_labels=["img_7, line 4"])
+
+
+def test_encode_label_map_ignores_background_and_void():
+    label_map = np.array([[0, 5, 5], [255, 5, 9]], np.uint8)
+    assert rle.encode_label_map(label_map, "C") == {5: "2 2 5 1", 9: "6 1"}
+    assert rle.encode_label_map(label_map, "F") == {5: "3 3", 9: "6 1"}  # 0 255 | 5 5 | 5 9
+    assert rle.encode_label_map(label_map, "C", ignore=(0,)) == {5: "2 2 5 1", 9: "6 1", 255: "4 1"}
+    with pytest.raises(ValueError, match="must hold integers"):
+        rle.encode_label_map(label_map.astype(float), "C")
+
+
+# ----------------------------------------------------------------------------
+# CSV files
+# ----------------------------------------------------------------------------
+
+def _expected_maps():
+    a = np.zeros((3, 4), np.uint8)
+    a[0, 1:3] = 7  # class 7
+    a[2, :] = 12  # class 12
+    b = np.zeros((2, 5), np.uint8)
+    b[:, 4] = 1
+    c = np.zeros((4, 2), np.uint8)  # nothing but background
+    return {"img_a": a, "img_b": b, "img_c": c}
+
+
+def _write_seed_style_csv(path, order):
+    """id, annotation, width, height, class: one row per (image, class), rows interleaved."""
+    maps = _expected_maps()
+    rows = []
+    for image_id, label_map in maps.items():
+        for value, text in rle.encode_label_map(label_map, order).items():
+            rows.append(dict(id=image_id, annotation=text, width=label_map.shape[1],
+                             height=label_map.shape[0], class_id=value))
+    rows.append(dict(id="img_c", annotation="", width=2, height=4, class_id=""))
+    rows = [rows[0], rows[2], rows[1], rows[3]]  # img_a's rows apart, as in real files
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return maps
+
+
+@pytest.mark.parametrize("order", rle.ORDERS)
+def test_read_csv_normalises_columns(tmp_path, order):
+    path = tmp_path / "train.csv"
+    _write_seed_style_csv(path, order)
+    df = rle.read_csv(path)
+    assert list(df.columns) == ["id", "rle", "class", "width", "height"]
+    assert df["class"].dtype == np.int64 and df["width"].dtype == np.int64
+    assert df.attrs["source"] == str(path)
+    assert df.loc[3, "rle"] == "" and df.loc[3, "class"] == 0
+
+
+@pytest.mark.parametrize("order", rle.ORDERS)
+def test_iter_label_maps_several_images_and_classes(tmp_path, order):
+    path = tmp_path / "train.csv"
+    expected = _write_seed_style_csv(path, order)
+    decoded = dict(rle.iter_label_maps(path, order))
+    assert list(decoded) == ["img_a", "img_b", "img_c"]  # order of first appearance
+    for image_id, label_map in expected.items():
+        np.testing.assert_array_equal(decoded[image_id], label_map)
+
+
+def test_iter_label_maps_is_lazy(tmp_path):
+    path = tmp_path / "train.csv"
+    pd.DataFrame({"ImageId": ["a", "b", "c"], "EncodedPixels": ["1 2", "3 1", "5 99"],
+                  "Width": [2, 2, 2], "Height": [2, 2, 2]}).to_csv(path, index=False)
+    maps = rle.iter_label_maps(path, "C")  # the bad row is not decoded yet
+    assert next(maps)[0] == "a"
+    assert next(maps)[0] == "b"
+    with pytest.raises(ValueError, match=r"train.csv, line 4 \(id 'c'\): run 1 \(start 5, length 99\)"):
+        next(maps)
+
+
+def test_instances_and_kaggle_column_names(tmp_path):
+    path = tmp_path / "ships.csv"
+    pd.DataFrame({"ImageId": ["s1", "s1", "s1", "s2"], "EncodedPixels": ["1 2", "", "7 2", None]}
+                 ).to_csv(path, index=False)
+    maps = dict(rle.iter_label_maps(path, "F", shape=(3, 3)))
+    np.testing.assert_array_equal(maps["s1"], [[1, 0, 2], [1, 0, 2], [0, 0, 0]])
+    assert not maps["s2"].any()
+    binary = dict(rle.iter_label_maps(path, "F", shape={"s1": (3, 3), "s2": (1, 1)}, ids=["s2"]))
+    assert list(binary) == ["s2"] and binary["s2"].shape == (1, 1)
+
+
+def test_class_names_and_overlap_in_csv(tmp_path):
+    path = tmp_path / "named.csv"
+    pd.DataFrame({"id": ["x", "x"], "rle": ["1 3", "3 2"], "label": ["cat", "dog"],
+                  "width": [3, 3], "height": [2, 2]}).to_csv(path, index=False)
+    classes = ["background", "cat", "dog"]
+    with pytest.raises(ValueError, match=r"line 2: class 'cat' is not an integer"):
+        rle.read_csv(path)
+    with pytest.raises(ValueError, match=r"named.csv, line 2 \(id 'x'\) and .*line 3 \(id 'x'\) overlap"):
+        list(rle.iter_label_maps(path, "C", classes=classes))
+    (label_map,) = [m for _, m in rle.iter_label_maps(path, "C", classes=classes, overlap="last")]
+    np.testing.assert_array_equal(label_map, [[1, 1, 2], [2, 0, 0]])
+    with pytest.raises(ValueError, match=r"line 3: class 'dog' is not in classes"):
+        rle.read_csv(path, classes={"cat": 8})
+
+
+def test_csv_errors_name_file_and_line(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        rle.read_csv(tmp_path / "nope.csv")
+    bad_columns = tmp_path / "cols.csv"
+    pd.DataFrame({"id": ["a"], "pixels": ["1 1"]}).to_csv(bad_columns, index=False)
+    with pytest.raises(ValueError, match=r"cols.csv: no rle column .* columns are \['id', 'pixels'\]"):
+        rle.read_csv(bad_columns)
+    assert rle.read_csv(bad_columns, rle_column="pixels")["rle"].tolist() == ["1 1"]
+    bad_width = tmp_path / "width.csv"
+    pd.DataFrame({"id": ["a", "b"], "rle": ["1 1", "1 1"], "width": [2, "wide"],
+                  "height": [2, 2]}).to_csv(bad_width, index=False)
+    with pytest.raises(ValueError, match=r"width.csv, line 3: width 'wide' is not a positive integer"):
+        rle.read_csv(bad_width)
+    sizes = tmp_path / "sizes.csv"
+    pd.DataFrame({"id": ["a", "a"], "rle": ["1 1", "3 1"], "width": [2, 3],
+                  "height": [2, 2]}).to_csv(sizes, index=False)
+    with pytest.raises(ValueError, match=r"id 'a' has rows with different sizes"):
+        list(rle.iter_label_maps(sizes, "C"))
+    no_size = tmp_path / "nosize.csv"
+    pd.DataFrame({"id": ["a"], "rle": ["1 1"]}).to_csv(no_size, index=False)
+    with pytest.raises(ValueError, match=r"id 'a': no image size; pass shape="):
+        list(rle.iter_label_maps(no_size, "C"))
+    with pytest.raises(ValueError, match=r"1 id\(s\) have no row"):
+        rle.iter_label_maps(no_size, "C", shape=(2, 2), ids=["zzz"])
+    with pytest.raises(ValueError, match=r"has height x width 2x2 in the file but shape \(3, 3\)"):
+        list(rle.iter_label_maps(_write(tmp_path / "ok.csv", id=["a"], rle=["1 1"], width=[2],
+                                        height=[2]), "C", shape=(3, 3)))
+
+
+def _write(path, **columns):
+    pd.DataFrame(columns).to_csv(path, index=False)
+    return path
+
+
+def test_ids_that_look_missing_stay_ids(tmp_path):
+    path = tmp_path / "na.csv"
+    path.write_text("id,rle,width,height\nNA,1 1,2,2\nNone,,2,2\n")
+    assert list(dict(rle.iter_label_maps(path, "C"))) == ["NA", "None"]
+
+
+@pytest.mark.parametrize("order", rle.ORDERS)
+def test_write_csv_round_trip(tmp_path, order):
+    maps = _expected_maps()
+    maps["img_b"][0, 0] = 255  # void is not written and reads back as background
+    path = rle.write_csv(tmp_path / "sub" / "submission.csv", maps, order)
+    df = pd.read_csv(path, keep_default_na=False)
+    assert list(df.columns) == ["id", "class", "rle", "width", "height"]
+    assert df.loc[df["id"] == "img_c", ["class", "rle"]].values.tolist() == [[0, ""]]
+    back = dict(rle.iter_label_maps(path, order))
+    for image_id, label_map in maps.items():
+        np.testing.assert_array_equal(back[image_id], np.where(label_map == 255, 0, label_map))
+    # An iterator of pairs works too (e.g. straight from iter_label_maps).
+    again = rle.write_csv(tmp_path / "again.csv", rle.iter_label_maps(path, order), order,
+                          sizes=False)
+    assert pd.read_csv(again).columns.tolist() == ["id", "class", "rle"]
+
+
+def test_instance_count_needs_wider_dtype(tmp_path):
+    path = tmp_path / "many.csv"
+    n = 300
+    pd.DataFrame({"id": ["m"] * n, "rle": [f"{i + 1} 1" for i in range(n)], "width": n,
+                  "height": 1}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"many.csv, line 257 \(id 'm'\): value 256 is outside"):
+        list(rle.iter_label_maps(path, "C"))
+    (label_map,) = [m for _, m in rle.iter_label_maps(path, "C", dtype=np.uint16)]
+    np.testing.assert_array_equal(label_map.ravel(), np.arange(1, n + 1))
+    assert math.isclose(label_map.mean(), (n + 1) / 2)
