@@ -292,3 +292,108 @@ def test_tables():
     assert "boundary_f1" in table.columns
     with pytest.raises(ValueError, match="2 class names for 3 classes"):
         metrics.scores_table(s, ["a", "b"])
+
+
+# ---------------------------------------------------------------- `evaluate` command
+
+class BackgroundPredictor:
+    """Stands in for train.Predictor: always predicts background."""
+
+    num_classes = 21
+    variant = "fake"
+
+    def __init__(self, has_mc_dropout=False):
+        self.has_mc_dropout = has_mc_dropout
+        self.sampled = 0
+
+    def predict(self, image):
+        probs = np.zeros(image.shape[:2] + (21,), np.float32)
+        probs[..., 0] = 1
+        return probs
+
+    def sample(self, images):
+        self.sampled += len(images)
+        return np.stack([self.predict(im) for im in images])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.fixture
+def fake_predictor(monkeypatch):
+    from segnet_lib import train
+
+    made = []
+
+    def load(path, **kwargs):
+        made.append(BackgroundPredictor(has_mc_dropout=made_kind[0]))
+        return made[-1]
+
+    made_kind = [False]
+    monkeypatch.setattr(train, "load_predictor", load)
+    return made, made_kind
+
+
+def run_evaluate(*argv):
+    from segnet_lib import cli
+
+    return cli.main(["evaluate", *map(str, argv)])
+
+
+def test_evaluate_command_prints_and_writes(tmp_path, fake_predictor, capsys):
+    import json
+
+    import pandas as pd
+
+    from segnet_lib import sample_data, voc
+
+    root = sample_data.sample_root()
+    out = tmp_path / "out"
+    assert run_evaluate("--checkpoint", tmp_path, "--data", root, "--limit", 3, "--out", out) == 0
+    ds = voc.VOCSegmentation(root, "val")
+    masks = [ds[i][1] for i in range(3)]
+    expected = metrics.scores(sum(metrics.confusion_matrix(m, np.zeros_like(m), 21)
+                                  for m in masks))
+    printed = capsys.readouterr().out
+    assert "3 images of 'val'" in printed and f"{expected['global_accuracy']:.3f}" in printed
+
+    def no_nan(token):
+        raise AssertionError(f"{token} in metrics.json")
+
+    report = json.loads((out / "metrics.json").read_text(), parse_constant=no_nan)
+    assert report["images"] == 3 and report["split"] == "val"
+    assert report["summary"]["global_accuracy"] == pytest.approx(expected["global_accuracy"])
+    assert report["summary"]["mean_iou"] == pytest.approx(expected["mean_iou"])
+    assert np.array(report["confusion"]).sum() == expected["num_pixels"]
+    per_class = pd.read_csv(out / "metrics.csv", index_col="class")
+    assert len(per_class) == 21 and per_class.loc["background", "gt_pixels"] == \
+        expected["gt_pixels"][0]
+    assert list(pd.read_csv(out / "per_image.csv")["image_id"]) == ds.ids[:3]
+
+
+def test_evaluate_command_mc_samples(tmp_path, fake_predictor, capsys):
+    from segnet_lib import sample_data
+
+    made, kind = fake_predictor
+    args = ("--checkpoint", tmp_path, "--data", sample_data.sample_root(), "--limit", 2,
+            "--out", tmp_path / "o", "--mc-samples", 3, "--no-boundary")
+    with pytest.raises(SystemExit) as exc:
+        run_evaluate(*args)
+    assert exc.value.code == 2 and "no dropout to sample" in capsys.readouterr().err
+    kind[0] = True
+    assert run_evaluate(*args) == 0
+    assert made[-1].sampled == 6  # 3 passes for each of 2 images
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--checkpoint", "/no/such/run"], "--checkpoint /no/such/run"),
+    (["--checkpoint", ".", "--data", "/no/such/data"], "--data /no/such/data"),
+    (["--checkpoint", ".", "--mc-samples", "0"], "must be >= 1, got 0"),
+])
+def test_evaluate_command_rejects_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run_evaluate(*argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err

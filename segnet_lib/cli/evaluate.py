@@ -1,0 +1,161 @@
+"""Score a trained checkpoint on one split of a VOC-layout dataset.
+
+Runs the model over every image of the split (or the first --limit), sums the
+confusion matrix, and prints the SegNet paper's measures: global and class
+accuracy, mean and frequency-weighted IoU, and the boundary F1 score, then one
+row per class. The same numbers go to --out as metrics.json (summary, per-class
+values and the confusion matrix), metrics.csv (per class) and per_image.csv.
+With --mc-samples N the model must be a Bayesian SegNet; its prediction is the
+mean of N Monte Carlo dropout passes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+HELP = "score a checkpoint on a dataset split (accuracy, IoU, BF) and write CSV + JSON"
+
+
+def _at_least(cast, minimum):
+    """An argparse ``type`` that converts with ``cast`` and refuses values below ``minimum``."""
+    def parse(text: str):
+        value = cast(text)
+        if not value >= minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        return value
+    parse.__name__ = cast.__name__  # argparse names the type in its messages
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds this command's options to ``parser``."""
+    parser.add_argument("--checkpoint", required=True, metavar="PATH",
+                        help="run folder written by `train`, or an exported model folder / .pb")
+    parser.add_argument("--which", choices=("best", "latest"), default="best",
+                        help="for a run folder: the best-validation or the newest checkpoint")
+    parser.add_argument("--data", metavar="DIR", default=None,
+                        help="VOC root or a folder above it (default: $SEGNET_VOC_ROOT, "
+                             "else the sample data)")
+    parser.add_argument("--split", default="val", help="split to score (ImageSets/Segmentation)")
+    parser.add_argument("--limit", type=_at_least(int, 1), default=None,
+                        help="score only the first N images")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="where to write the results (default: <run folder>/eval-<split>)")
+    parser.add_argument("--tolerance", type=_at_least(float, 0), default=None,
+                        help="boundary F1 tolerance in pixels (default: 0.75%% of the diagonal)")
+    parser.add_argument("--no-boundary", action="store_true",
+                        help="skip the boundary F1 score (faster on large images)")
+    parser.add_argument("--mc-samples", type=_at_least(int, 1), default=None,
+                        help="Bayesian SegNet: average this many MC dropout passes")
+    parser.add_argument("--decimals", type=_at_least(int, 1), default=3, help="decimals in the printed tables")
+
+
+def _json_ready(value):
+    """NaN -> None (JSON has no NaN) and NumPy values -> Python ones."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _json_ready(value.tolist())
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def write_results(evaluator, out_dir, class_names, meta=None) -> dict:
+    """Writes metrics.json, metrics.csv and per_image.csv for a filled Evaluator.
+
+    Args:
+        evaluator: a :class:`segnet_lib.metrics.Evaluator` after the split.
+        out_dir: folder to write (created).
+        class_names: names indexed by class id.
+        meta: extra JSON-ready facts to record (checkpoint, data, split...).
+
+    Returns:
+        ``{'json': path, 'csv': path, 'per_image': path}``.
+    """
+    from segnet_lib import metrics
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scores = evaluator.scores()
+    per_class = metrics.scores_table(scores, class_names, decimals=None)
+    summary = metrics.summary_table(scores, decimals=None)["value"].to_dict()
+    paths = {"json": out_dir / "metrics.json", "csv": out_dir / "metrics.csv",
+             "per_image": out_dir / "per_image.csv"}
+    report = dict(meta or {})
+    report.update({
+        "images": len(evaluator),
+        "labelled_pixels": int(scores["num_pixels"]),
+        "summary": summary,
+        "per_class": per_class.reset_index().to_dict(orient="records"),
+        "confusion": evaluator.confusion,
+        "class_names": list(class_names),
+    })
+    paths["json"].write_text(json.dumps(_json_ready(report), indent=2) + "\n")
+    per_class.to_csv(paths["csv"])
+    evaluator.per_image().to_csv(paths["per_image"], index=False)
+    return paths
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluates, prints the tables and writes the files; returns 0."""
+    import pandas as pd
+
+    from segnet_lib import bayes, metrics, train, voc
+
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.exists():
+        args._parser.error(f"--checkpoint {checkpoint}: no such run folder or exported model")
+    if args.data is not None and not Path(args.data).is_dir():
+        args._parser.error(f"--data {args.data}: no such folder")
+    try:
+        dataset = (voc.VOCSegmentation(args.data, args.split) if args.data is not None
+                   else voc.dataset_from_env(args.split))
+    except (FileNotFoundError, ValueError) as err:
+        args._parser.error(f"--data/--split: {err}")
+
+    predictor = train.load_predictor(checkpoint, **(
+        {"checkpoint": args.which} if (checkpoint / train.CONFIG_FILE).is_file() else {}))
+    with predictor:
+        if predictor.num_classes != dataset.num_classes:
+            args._parser.error(
+                f"the model in {checkpoint} has {predictor.num_classes} classes, the dataset "
+                f"{dataset.num_classes}")
+        predict = predictor.predict
+        if args.mc_samples:
+            if not predictor.has_mc_dropout:
+                args._parser.error(
+                    f"--mc-samples: the {predictor.variant!r} model in {checkpoint} has no "
+                    "dropout to sample (train the 'bayesian' variant)")
+
+            def predict(image):
+                return bayes.mc_dropout_predict(predictor.sample, image, args.mc_samples).mean
+        evaluator = metrics.evaluate_dataset(
+            predict, dataset, num_classes=dataset.num_classes, limit=args.limit,
+            boundary=not args.no_boundary, tolerance=args.tolerance, progress=True)
+    scores = evaluator.scores()
+
+    run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    out_dir = Path(args.out) if args.out else run_dir / f"eval-{args.split}"
+    meta = {"checkpoint": str(checkpoint), "model": repr(predictor),
+            "data": str(getattr(dataset, "root", args.data)),
+            "split": args.split, "mc_samples": args.mc_samples,
+            "boundary_tolerance": args.tolerance}
+    paths = write_results(evaluator, out_dir, dataset.class_names, meta)
+
+    with pd.option_context("display.width", 120, "display.max_rows", 100):
+        print(f"{len(evaluator)} images of {args.split!r}, "
+              f"{scores['num_pixels']} labelled pixels\n")
+        print(metrics.summary_table(scores, args.decimals).to_string(), end="\n\n")
+        table = metrics.scores_table(scores, dataset.class_names, args.decimals)
+        shown = table[(table["gt_pixels"] > 0) | (table["predicted_pixels"] > 0)]
+        print(shown.to_string())
+        if len(shown) < len(table):
+            print(f"({len(table) - len(shown)} classes with neither ground truth nor "
+                  "predictions not shown; the CSV has every class)")
+    print(f"\nwrote {paths['json']}, {paths['csv'].name} and {paths['per_image'].name}")
+    return 0
