@@ -36,15 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--which", choices=("best", "latest"), default="best",
                         help="for a run folder: the best-validation or the newest checkpoint")
     parser.add_argument("--data", metavar="DIR", default=None,
-                        help="VOC root or a folder above it (default: $SEGNET_VOC_ROOT, "
-                             "else the sample data)")
+                        help="VOC root or a folder above it; unset: $SEGNET_VOC_ROOT if set, "
+                             "else the sample data")
     parser.add_argument("--split", default="val", help="split to score (ImageSets/Segmentation)")
     parser.add_argument("--limit", type=_at_least(int, 1), default=None,
                         help="score only the first N images")
     parser.add_argument("--out", metavar="DIR", default=None,
-                        help="where to write the results (default: <run folder>/eval-<split>)")
+                        help="where to write the results; unset: <run folder>/eval-<split>")
     parser.add_argument("--tolerance", type=_at_least(float, 0), default=None,
-                        help="boundary F1 tolerance in pixels (default: 0.75%% of the diagonal)")
+                        help="boundary F1 tolerance in pixels; unset: 0.75%% of each image's diagonal")
     parser.add_argument("--no-boundary", action="store_true",
                         help="skip the boundary F1 score (faster on large images)")
     parser.add_argument("--mc-samples", type=_at_least(int, 1), default=None,
