@@ -405,7 +405,7 @@ def plot_history(history, x: Optional[str] = None, title: str = "Training curves
 
     Columns whose name contains "loss" share the first panel; columns with
     "acc", "iou" or "f1" (accuracies, mean IoU, BF) the second; "lr" or
-    "learning_rate" a third (log scale). Evaluation columns are usually filled
+    "learning_rate" a third (log scale), unless it is constant. Evaluation columns are usually filled
     only every few steps, so each curve is drawn from its non-missing rows.
 
     Args:
@@ -438,7 +438,9 @@ def plot_history(history, x: Optional[str] = None, title: str = "Training curves
         ("loss", [c for c in numeric if any(w in c.lower() for w in _LOSS_WORDS)], False),
         ("score", [c for c in numeric if any(w in c.lower() for w in _SCORE_WORDS)
                    and not any(w in c.lower() for w in _LOSS_WORDS)], False),
-        ("learning rate", [c for c in numeric if c.lower() in ("lr", "learning_rate")], True),
+        # A constant learning rate would only take space.
+        ("learning rate", [c for c in numeric if c.lower() in ("lr", "learning_rate")
+                           and history[c].nunique() > 1], True),
     ]
     groups = [g for g in groups if g[1]]
     if not groups:

@@ -159,7 +159,7 @@ def test_plot_history_from_csv(tmp_path):
         "loss": [2.0, 1.5, 1.2, 1.0],
         "val_loss": [np.nan, 1.6, np.nan, 1.1],
         "val_mean_iou": [np.nan, 0.2, np.nan, 0.3],
-        "learning_rate": [0.1] * 4,
+        "learning_rate": [0.1, 0.1, 0.05, 0.02],
     })
     path = tmp_path / "history.csv"
     history.to_csv(path, index=False)
@@ -169,6 +169,8 @@ def test_plot_history_from_csv(tmp_path):
     np.testing.assert_array_equal(loss_ax.lines[1].get_xdata(), [10, 30])  # NaN rows dropped
     assert legend_texts(score_ax) == ["val mean iou"]
     assert lr_ax.get_yscale() == "log" and loss_ax.get_xlabel() == "step"
+    constant_lr = history.assign(learning_rate=0.1)
+    assert len(viz.plot_history(constant_lr).axes) == 2  # a flat line is left out
     with pytest.raises(FileNotFoundError, match="nothing.csv"):
         viz.plot_history(tmp_path / "nothing.csv")
     with pytest.raises(ValueError, match="no loss"):
