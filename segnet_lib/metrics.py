@@ -240,14 +240,32 @@ def class_boundary(mask: np.ndarray) -> np.ndarray:
     return edge
 
 
+def _dilate_rows(mask: np.ndarray, half_width: int) -> np.ndarray:
+    """Marks pixels with a mask pixel at most ``half_width`` columns away in their row."""
+    out = mask.copy()
+    covered = 0  # out now marks pixels within `covered` columns of the mask
+    while covered < half_width:
+        # OR-ing a copy shifted by s <= covered + 1 each way extends the reach
+        # by s without gaps, so the reach roughly doubles per pass.
+        step = min(covered + 1, half_width - covered)
+        grown = out.copy()
+        grown[:, step:] |= out[:, :-step]
+        grown[:, :-step] |= out[:, step:]
+        out = grown
+        covered += step
+    return out
+
+
 def dilate_disk(mask: np.ndarray, radius: float) -> np.ndarray:
     """Grows a binary mask by a disk: marks every pixel within ``radius`` of it.
 
     "Within a Euclidean distance ``r`` of some pixel of the mask" is exactly
     "inside the mask dilated by a disk of radius ``r``", so this replaces the
-    distance transform of the original BF code with shifted ORs over the
-    integer offsets of the disk (about 80 of them for the paper's 4.7 px on
-    VOC): plain NumPy, no SciPy dependency, and exact.
+    distance transform of the original BF code, in plain NumPy and exactly.
+    The disk is cut into its rows: row ``dy`` spans ``|dx| <= sqrt(r^2 - dy^2)``,
+    so the dilation is an OR over ``dy`` of the mask dilated along its rows by
+    that half-width and shifted by ``dy`` rows: about ``2r + 2 log2(r)`` array
+    passes instead of the ``pi r^2`` of one shift per disk offset.
 
     Args:
         mask: bool ``[height, width]``.
@@ -259,18 +277,21 @@ def dilate_disk(mask: np.ndarray, radius: float) -> np.ndarray:
     mask = np.asarray(mask, bool)
     if radius < 0:
         raise ValueError(f"radius must be >= 0, got {radius}")
-    height, width = mask.shape
-    out = mask.copy()
-    reach = int(math.floor(radius))
+    height = mask.shape[0]
+    reach = min(int(math.floor(radius)), height - 1)
+    rows = {}
+    out = np.zeros_like(mask)
     for dy in range(-reach, reach + 1):
-        for dx in range(-reach, reach + 1):
-            if (dy, dx) == (0, 0) or dy * dy + dx * dx > radius * radius:
-                continue
-            if abs(dy) >= height or abs(dx) >= width:
-                continue
-            # out[y + dy, x + dx] |= mask[y, x] on the overlapping window.
-            out[max(dy, 0):height + min(dy, 0), max(dx, 0):width + min(dx, 0)] |= \
-                mask[max(-dy, 0):height + min(-dy, 0), max(-dx, 0):width + min(-dx, 0)]
+        # Largest integer dx with dx^2 + dy^2 <= r^2 (exact in integers).
+        half = math.isqrt(int(math.floor(radius * radius)) - dy * dy) \
+            if radius * radius >= dy * dy else -1
+        if half < 0:
+            continue
+        if half not in rows:
+            rows[half] = _dilate_rows(mask, min(half, mask.shape[1]))
+        grown = rows[half]
+        # out[y + dy] |= grown[y] on the overlapping rows.
+        out[max(dy, 0):height + min(dy, 0)] |= grown[max(-dy, 0):height + min(-dy, 0)]
     return out
 
 
@@ -319,7 +340,11 @@ def image_boundary_f1(label: np.ndarray, prediction: np.ndarray, num_classes: in
     _check_labels("prediction", prediction, num_classes, None)
     if tolerance is None:
         tolerance = default_tolerance(label.shape)
-    present = np.unique(label[label != ignore_label] if ignore_label is not None else label)
+    # Classes in the ground truth (bincount: much faster than np.unique here).
+    counts = np.bincount(label.ravel(), minlength=num_classes)[:num_classes]
+    if ignore_label is not None and 0 <= ignore_label < num_classes:
+        counts[ignore_label] = 0
+    present = np.flatnonzero(counts)
     f1 = np.full(num_classes, np.nan)
     for c in present:
         true_edge = class_boundary(label == c)

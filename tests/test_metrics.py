@@ -154,7 +154,7 @@ def test_dilate_disk_of_one_pixel(radius, count):
     assert metrics.dilate_disk(mask, radius).sum() == count
 
 
-@pytest.mark.parametrize("radius", [0.5, 1.0, 2.3, 3.0])
+@pytest.mark.parametrize("radius", [0.5, 1.0, 2.3, 3.0, 4.6875, 12.5, 30.0])
 def test_dilate_disk_matches_brute_force_distances(rng, radius):
     mask = rng.random((11, 13)) < 0.05
     ys, xs = np.nonzero(mask)
@@ -397,3 +397,9 @@ def test_evaluate_command_rejects_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
         run_evaluate(*argv)
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_boundary_f1_ignore_label_inside_the_class_range():
+    label = square()  # 0 around a square of 1
+    f1 = metrics.image_boundary_f1(label, label.astype(int), 2, ignore_label=0)
+    assert math.isnan(f1[0]) and f1[1] == 1.0
