@@ -275,6 +275,9 @@ def browser():
 # Runs in the page after its load event; returns what the test asserts on.
 PAGE_REPORT_JS = r"""
 (async () => {
+  if (document.readyState !== 'complete') {
+    await new Promise(done => window.addEventListener('load', done, {once: true}));
+  }
   const images = Array.from(document.images);
   await Promise.all(images.map(img => {
     img.loading = 'eager';
@@ -332,12 +335,17 @@ def _open(devtools: DevTools, session: str, url: str) -> dict:
     if result.get("errorText"):
         raise AssertionError(f"{url}: navigation failed: {result['errorText']}")
     devtools.wait_for("Page.loadEventFired", session, timeout=60)
-    report = devtools.send("Runtime.evaluate", {
+    return _report(devtools, session)
+
+
+def _report(devtools: DevTools, session: str) -> dict:
+    """Runs PAGE_REPORT_JS in the current page and returns its result."""
+    reply = devtools.send("Runtime.evaluate", {
         "expression": PAGE_REPORT_JS, "awaitPromise": True, "returnByValue": True,
     }, session, timeout=60)
-    if "exceptionDetails" in report:
-        raise AssertionError(f"{url}: page script failed: {report['exceptionDetails']}")
-    return report["result"]["value"]
+    if "exceptionDetails" in reply:
+        raise RuntimeError(f"page script failed: {reply['exceptionDetails']}")
+    return reply["result"]["value"]
 
 
 def _check_page(rel: str, report: dict, served: list, base: str, is_notebook: bool) -> list[str]:
@@ -409,9 +417,10 @@ def test_every_page_renders_in_chromium(book, server, browser):
             deadline = time.monotonic() + 10
             while not report["url"].endswith("/book/intro.html") and time.monotonic() < deadline:
                 time.sleep(0.2)
-                report = browser.send("Runtime.evaluate", {
-                    "expression": PAGE_REPORT_JS, "awaitPromise": True, "returnByValue": True,
-                }, session)["result"]["value"]
+                try:
+                    report = _report(browser, session)
+                except RuntimeError:  # the old page went away while we asked
+                    continue
             if not report["url"].endswith("/book/intro.html"):
                 problems.setdefault(rel, []).append(f"does not redirect to the intro: {report['url']}")
         found = _check_page(rel, report, list(served), base, rel in notebooks)
