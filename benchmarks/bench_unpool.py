@@ -12,7 +12,8 @@
 Times are the minimum over interleaved repeats (the CPU may be shared; the
 minimum is the least disturbed run). Ratios > 1 mean ``fused`` is faster.
 
-Usage: python benchmarks/bench_unpool.py [--repeats N] [--steps N] [--skip-segnet]
+Usage: python benchmarks/bench_unpool.py [--repeats N] [--steps N] [--widths 1.0 0.25]
+       [--skip-segnet]
 """
 import argparse
 import time
@@ -76,7 +77,7 @@ def bench_unpool(repeats):
     return rows
 
 
-def bench_segnet(steps, batch=4, size=224, num_classes=21):
+def bench_segnet(steps, batch=4, size=224, num_classes=21, width=1.0):
     rng = np.random.default_rng(1)
     images = rng.normal(0, 50, (batch, size, size, 3)).astype(np.float32)
     labels = rng.integers(0, num_classes, (batch, size, size)).astype(np.int32)
@@ -86,7 +87,7 @@ def bench_segnet(steps, batch=4, size=224, num_classes=21):
         with graph.as_default():
             segnet_lib.set_seed(0)
             x = tf.constant(images)
-            config = model.SegNetConfig(unpool_method=method)
+            config = model.SegNetConfig(unpool_method=method, width_multiplier=width)
             logits, _ = model.segnet(x, num_classes, is_training=True, config=config)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
                 labels=tf.constant(labels), logits=logits))
@@ -106,7 +107,7 @@ def bench_segnet(steps, batch=4, size=224, num_classes=21):
     for sess, _ in sessions.values():
         sess.close()
     print(f"\nSegNet training step, batch {batch}, {size}x{size}, {num_classes} classes, "
-          f"{params:,} parameters:")
+          f"width {width}, {params:,} parameters:")
     for m, t in times.items():
         print(f"  unpool_method={m:10s}: {min(t):6.2f} s/step  {batch / min(t):6.2f} images/s "
               f"(median {batch / np.median(t):.2f})")
@@ -119,12 +120,15 @@ def main():
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--skip-segnet", action="store_true")
+    parser.add_argument("--widths", type=float, nargs="+", default=[1.0],
+                        help="width multipliers of the SegNet step (e.g. 1.0 0.25)")
     args = parser.parse_args()
     info = segnet_lib.setup(seed=0, verbose=False)
     print(f"TensorFlow {info.tf_version} on {info.device}\n")
     bench_unpool(args.repeats)
     if not args.skip_segnet:
-        bench_segnet(args.steps)
+        for width in args.widths:
+            bench_segnet(args.steps, width=width)
 
 
 if __name__ == "__main__":

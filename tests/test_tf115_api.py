@@ -89,6 +89,17 @@ def test_scan_source_finds_chains_keywords_and_aliases():
                    (6, "shape", (), 1)}
 
 
+def test_allow_pragma_exempts_one_line():
+    source = ("from segnet_lib._tf import tf\n"
+              "from tensorflow.python.framework import config  # tf115-fence: allow\n"
+              "from tensorflow.python.framework import ops\n"
+              "a = tf.new_tf2_thing(x)  # tf115-fence: allow\n"
+              "b = tf.other_thing(x)\n")
+    uses, problems = checker.scan_source(source, "p.py")
+    assert [p.split(":")[1] for p in problems] == ["3"]
+    assert [u.name for u in uses] == ["other_thing"]
+
+
 def test_extract_api_from_a_hand_made_wheel(tmp_path):
     root = checker.API_ROOT
     wheel = tmp_path / "tensorflow_cpu-1.15.0-cp37-none-any.whl"
@@ -103,6 +114,17 @@ def test_extract_api_from_a_hand_made_wheel(tmp_path):
                    "from tensorflow.python.ops.mod import wrapped\n")
         z.writestr(root + "raw_ops/__init__.py",
                    "from tensorflow.python.ops.mod import Raw\n")
+        z.writestr(root + "train/__init__.py",
+                   "from tensorflow.python import SessionLog\n"
+                   "from tensorflow.python.ops import Reexported\n")
+        # tensorflow/python/__init__.py re-exports protobuf classes with a star import.
+        z.writestr("tensorflow_core/python/__init__.py",
+                   "from tensorflow.core.util.event_pb2 import *\n")
+        z.writestr("tensorflow_core/core/util/event_pb2.py",
+                   "_SESSIONLOG_STATUS = _descriptor.EnumDescriptor(name='SessionStatus', values=[\n"
+                   "  _descriptor.EnumValueDescriptor(name='START', index=1)])\n"
+                   "SessionLog = _reflection.GeneratedProtocolMessageType('SessionLog', (), {})\n")
+        z.writestr("tensorflow_core/python/ops/__init__.py", "from .mod import op_v1 as Reexported\n")
         z.writestr("tensorflow_core/python/framework/ops.py",
                    "class _Base:\n  BASE_KEY = 'b'\n"
                    "class GraphKeys(_Base):\n  UPDATE_OPS = 'u'\n  def f(self): pass\n")
@@ -122,6 +144,9 @@ def test_extract_api_from_a_hand_made_wheel(tmp_path):
     assert symbols["float32"] == {"kind": "unknown"}
     assert symbols["raw_ops.Raw"]["keyword_only"] is True
     assert "_private" not in symbols
+    assert symbols["train.SessionLog"]["kind"] == "protobuf"
+    assert {"START", "SessionStatus"} <= set(symbols["train.SessionLog"]["attrs"])
+    assert symbols["train.Reexported"]["args"] == ["x", "rate"]  # relative import followed
     use = checker.Use("x.py", 1, "nn.op", ["rate", "anything"], 1)
     assert checker.check_use(use, symbols) is None  # **kw accepts any keyword
     assert "no attribute 'MISSING'" in checker.check_use(

@@ -20,7 +20,10 @@ keeps that promise checkable without installing TF 1.15 (which needs Python
    public name, ``tf.GraphKeys.UPDATE_OPS`` an attribute of a public class, and
    the keyword arguments of a call (``tf.nn.dropout(x, rate=...)``) parameters
    of the 1.15 function. Direct ``import tensorflow`` (outside
-   ``segnet_lib/_tf.py``) and any Keras use are reported too.
+   ``segnet_lib/_tf.py``) and any Keras use are reported too. A line that is
+   deliberately TF2-only (guarded, with a TF 1.15 fallback) can carry the
+   comment ``# tf115-fence: allow``; uses of ``tf2`` from ``segnet_lib._tf`` are
+   not checked (that name is the TF2 API by definition).
 
 Usage::
 
@@ -33,6 +36,7 @@ import argparse
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -41,11 +45,13 @@ from pathlib import Path
 WHEEL_SPEC = "tensorflow-cpu==1.15.0"
 WHEEL_GLOB = "tensorflow_cpu-1.15.0-*.whl"
 API_ROOT = "tensorflow_core/_api/v1/compat/v1/"
-SCHEMA = 2  # bump when the cached table's format changes
+SCHEMA = 3  # bump when the cached table's format changes
 REPO = Path(__file__).resolve().parents[1]
 LIBRARY = REPO / "segnet_lib"
 # The one module allowed to import TensorFlow itself (it builds `tf` and `tf2`).
 TF_IMPORT_MODULE = "_tf.py"
+# Comment that exempts one line (its first line, for a multi-line statement).
+ALLOW_PRAGMA = "tf115-fence: allow"
 
 
 def cache_dir() -> Path:
@@ -140,6 +146,65 @@ def _describe(name: str, defs: dict, depth: int = 0) -> dict:
     return {"kind": "unknown"}
 
 
+class _Wheel:
+    """Parsed Python modules of the wheel, by dotted name (``tensorflow.python.x``)."""
+
+    def __init__(self, z: zipfile.ZipFile):
+        self.z, self.names, self.cache = z, set(z.namelist()), {}
+
+    def module(self, dotted: str):
+        """``(defs, explicit imports, star imports, source)`` or None if absent."""
+        if dotted in self.cache:
+            return self.cache[dotted]
+        result = None
+        if dotted.split(".")[0] == "tensorflow":
+            path = "tensorflow_core/" + "/".join(dotted.split(".")[1:])
+            package = path.rstrip("/") + "/__init__.py"
+            file = path + ".py" if path + ".py" in self.names else package
+            try:
+                text = self.z.read(file).decode("utf8")
+                tree = ast.parse(text)
+            except (KeyError, SyntaxError, ValueError):
+                tree = None
+            if tree is not None:
+                base = dotted.split(".") if file == package else dotted.split(".")[:-1]
+                explicit, stars = {}, []
+                for node in tree.body:
+                    if not isinstance(node, ast.ImportFrom):
+                        continue
+                    parts = base[:len(base) - (node.level - 1)] if node.level else []
+                    source = ".".join(parts + ([node.module] if node.module else []))
+                    for alias in node.names:
+                        if alias.name == "*":
+                            stars.append(source)
+                        else:
+                            explicit[alias.asname or alias.name] = (source, alias.name)
+                result = (_definitions(tree), explicit, stars, text)
+        self.cache[dotted] = result
+        return result
+
+    def resolve(self, dotted: str, name: str, depth: int = 0) -> dict:
+        """What ``name`` in module ``dotted`` is, following re-exports."""
+        mod = self.module(dotted) if depth < 8 else None
+        if mod is None:
+            return {"kind": "unknown"}
+        defs, explicit, stars, text = mod
+        if name in defs:
+            if dotted.endswith("_pb2"):
+                # A generated protobuf class: its nested messages, fields and enum
+                # values all appear as name='...' in the descriptors.
+                attrs = sorted(set(re.findall(r"name='([A-Za-z_][A-Za-z0-9_]*)'", text)))
+                return {"kind": "protobuf", "attrs": attrs}
+            return _describe(name, defs)
+        if name in explicit:
+            return self.resolve(*explicit[name], depth + 1)
+        for star in stars:
+            found = self.resolve(star, name, depth + 1)
+            if found["kind"] != "unknown":
+                return found
+        return {"kind": "unknown"}
+
+
 def extract_api(wheel: Path) -> dict:
     """The ``tensorflow.compat.v1`` table of TF 1.15 from its wheel.
 
@@ -147,14 +212,14 @@ def extract_api(wheel: Path) -> dict:
         ``{"schema": ..., "wheel": name, "symbols": {dotted: info}}`` where a
         dotted name like ``"nn.max_pool_with_argmax"`` maps to ``{"kind":
         "module"}``, ``{"kind": "function", "args": [...], "vararg": bool,
-        "varkw": bool}``, ``{"kind": "class", "attrs": [...], "init": {...}}`` or
-        ``{"kind": "unknown"}`` (a constant such as ``float32``).
+        "varkw": bool}``, ``{"kind": "class", "attrs": [...], "init": {...}}``,
+        ``{"kind": "protobuf", "attrs": [...]}`` (``Summary``) or ``{"kind":
+        "unknown"}`` (a constant such as ``float32``).
     """
     symbols: dict[str, dict] = {}
     imports: list[tuple[str, str, str]] = []  # (public dotted name, source module, source name)
     with zipfile.ZipFile(wheel) as z:
-        names = set(z.namelist())
-        for member in sorted(names):
+        for member in sorted(z.namelist()):
             if not (member.startswith(API_ROOT) and member.endswith("/__init__.py")):
                 continue
             package = member[len(API_ROOT):-len("__init__.py")].strip("/").replace("/", ".")
@@ -173,17 +238,9 @@ def extract_api(wheel: Path) -> dict:
                         symbols[dotted] = {"kind": "module"}
                     else:
                         imports.append((dotted, node.module, alias.name))
-        parsed: dict[str, dict | None] = {}
+        wheel_modules = _Wheel(z)
         for dotted, module, source_name in imports:
-            if module not in parsed:
-                path = "tensorflow_core/" + module.split(".", 1)[1].replace(".", "/")
-                file = path + ".py" if path + ".py" in names else path + "/__init__.py"
-                try:
-                    parsed[module] = _definitions(ast.parse(z.read(file).decode("utf8")))
-                except (KeyError, SyntaxError, ValueError):
-                    parsed[module] = None
-            defs = parsed[module]
-            info = _describe(source_name, defs) if defs is not None else {"kind": "unknown"}
+            info = wheel_modules.resolve(module, source_name)
             if dotted.startswith("raw_ops."):
                 info = {**info, "keyword_only": True}  # raw ops refuse positional args
             symbols[dotted] = info
@@ -245,9 +302,14 @@ class Use(tuple):
 def scan_source(source: str, file: str) -> tuple[list[Use], list[str]]:
     """``tf.`` uses and import problems in one module's source."""
     tree = ast.parse(source, file)
+    # A deliberate TF2-only line (e.g. a guarded GPU-determinism switch that TF 1.15
+    # does not have) can opt out with a visible comment on its first line.
+    allowed = {n for n, text in enumerate(source.splitlines(), 1) if ALLOW_PRAGMA in text}
     roots, problems = set(), []
     is_tf_module = Path(file).name == TF_IMPORT_MODULE
     for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in allowed:
+            continue
         if isinstance(node, ast.ImportFrom) and node.module:
             if node.module == "segnet_lib._tf" or node.module.endswith("._tf"):
                 roots.update(a.asname or a.name for a in node.names if a.name == "tf")
@@ -271,7 +333,7 @@ def scan_source(source: str, file: str) -> tuple[list[Use], list[str]]:
     calls = {id(n.func): n for n in ast.walk(tree) if isinstance(n, ast.Call)}
     uses = []
     for node in ast.walk(tree):
-        if not isinstance(node, ast.Attribute) or id(node) in inner:
+        if not isinstance(node, ast.Attribute) or id(node) in inner or node.lineno in allowed:
             continue
         chain = _chain(node)
         if not chain or chain[0] not in roots:
@@ -316,10 +378,11 @@ def check_use(use: Use, symbols: dict) -> str | None:
             break
     rest = parts[i + 1:]
     if rest:
-        if info["kind"] != "class" or len(rest) > 1:
+        if info["kind"] not in ("class", "protobuf") or len(rest) > 1:
             return f"{where}: cannot verify {'.'.join(rest)!r} on a {info['kind']}"
         if rest[0] not in info["attrs"]:
-            return f"{where}: TF 1.15 class {'.'.join(parts[:i + 1])} has no attribute {rest[0]!r}"
+            return (f"{where}: TF 1.15 {info['kind']} {'.'.join(parts[:i + 1])} has no "
+                    f"attribute {rest[0]!r}")
         return None
     if use.keywords is None:
         return None
