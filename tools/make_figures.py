@@ -12,8 +12,10 @@ Figures:
     pooling       2x2 max pooling with indices, then index unpooling, on numbers.
     rle_order     one RLE string read row-major ('C') and column-major ('F').
     palette       the VOC 2012 class colours (needs segnet_lib.voc).
-    benchmarks    bar charts of book/figures/benchmarks.csv (numbers measured by
-                  the scripts in benchmarks/ and recorded there by hand).
+    benchmarks    bar charts (bench_<figure>.png) and a Markdown table
+                  (benchmarks_table.md, included by book/benchmarks.md) of
+                  book/figures/benchmarks.csv: numbers printed by the scripts in
+                  benchmarks/, copied there by hand from the issue notes.
 
 The PNGs carry no timestamp, so re-drawing an unchanged figure gives no diff.
 """
@@ -245,34 +247,52 @@ def palette() -> Path:
 
 
 def benchmarks() -> list[Path]:
-    """One horizontal bar chart per benchmark group in benchmarks.csv."""
+    """Bar charts and a Markdown table of book/figures/benchmarks.csv.
+
+    The CSV holds one row per measured case: figure (PNG name), group (one
+    panel), benchmark (panel title), case, value, unit. The first case of each
+    group is this library's; the others are what it is compared with. The
+    numbers are copied from the benchmark scripts' output (recorded in the
+    issue notes), not measured here.
+    """
     import pandas as pd
 
-    if not BENCHMARK_CSV.exists():
-        print(f"skip benchmarks: {BENCHMARK_CSV.relative_to(ROOT)} does not exist yet")
-        return []
     table = pd.read_csv(BENCHMARK_CSV)
-    required = {"group", "case", "value", "unit"}
-    missing = required - set(table.columns)
+    missing = {"figure", "group", "benchmark", "case", "value", "unit"} - set(table.columns)
     if missing:
         raise ValueError(f"{BENCHMARK_CSV}: missing columns {sorted(missing)}")
-    paths = []
-    for group, rows in table.groupby("group", sort=False):
-        units = rows["unit"].unique()
-        if len(units) != 1:
-            raise ValueError(f"{BENCHMARK_CSV}: group {group!r} mixes units {list(units)}")
-        fig, ax = plt.subplots(figsize=(7.5, 0.5 + 0.45 * len(rows)))
-        colors = [COLORS["unpool"] if str(c).startswith("segnet_lib") else COLORS["conv"]
-                  for c in rows["case"]]
-        bars = ax.barh(rows["case"], rows["value"], color=colors)
-        ax.bar_label(bars, labels=[f"{v:,.3g}" for v in rows["value"]], padding=3, fontsize=8)
-        ax.invert_yaxis()
-        ax.set_xlabel(units[0])
-        ax.set_title(str(rows["title"].iloc[0]) if "title" in rows else str(group), fontsize=10)
-        ax.margins(x=0.15)
-        ax.spines[["top", "right"]].set_visible(False)
-        paths.append(_save(fig, f"bench_{group}"))
-    return paths
+    paths, lines = [], ["| Benchmark | Implementation | Result | Relative to the first |",
+                        "| --- | --- | ---: | ---: |"]
+    for figure, panels in table.groupby("figure", sort=False):
+        groups = list(panels.groupby("group", sort=False))
+        heights = [len(rows) for _, rows in groups]
+        fig, axes = plt.subplots(len(groups), 1, squeeze=False,
+                                 figsize=(8, sum(0.55 * h + 0.9 for h in heights)),
+                                 gridspec_kw={"height_ratios": heights})
+        for ax, (group, rows) in zip(axes[:, 0], groups):
+            unit = rows["unit"].unique()
+            if len(unit) != 1:
+                raise ValueError(f"{BENCHMARK_CSV}: group {group!r} mixes units {list(unit)}")
+            unit, title, first = unit[0], rows["benchmark"].iloc[0], rows["value"].iloc[0]
+            colors = [COLORS["unpool"]] + [COLORS["conv"]] * (len(rows) - 1)
+            bars = ax.barh(rows["case"], rows["value"], color=colors)
+            ax.bar_label(bars, labels=[f"{v:,.3g} {unit}" for v in rows["value"]], padding=3, fontsize=9)
+            ax.invert_yaxis()  # first row (ours) on top
+            faster = "shorter" if unit in ("ms", "s") else "longer"
+            ax.set_xlabel(f"{unit} ({faster} is faster)")
+            ax.set_title(title, fontsize=10)
+            ax.margins(x=0.25)
+            ax.spines[["top", "right"]].set_visible(False)
+            for i, (_, row) in enumerate(rows.iterrows()):
+                ratio = "1" if i == 0 else f"{row['value'] / first:.2g}x"
+                lines.append(f"| {title if i == 0 else ''} | {row['case']} | "
+                             f"{row['value']:,.4g} {unit} | {ratio} |")
+        fig.tight_layout()
+        paths.append(_save(fig, f"bench_{figure}"))
+    out = FIGURES / "benchmarks_table.md"
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+    return paths + [out]
 
 
 FIGURES_BY_NAME = {
