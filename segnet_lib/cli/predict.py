@@ -1,0 +1,106 @@
+"""Segment images with a trained model; write coloured masks and an RLE CSV.
+
+For each IMAGE, --out receives <name>.png, the predicted classes in the VOC
+colours (segnet_lib.voc.colorize), and all predictions go to one Kaggle-style
+CSV, --out/predictions.csv (id, class, rle, width, height; one row per class
+present, background and void not written; the pixel order is --rle-order).
+
+--checkpoint takes a run folder written by `train` (its exported model is used,
+and written first if missing), an exported model folder (frozen graph or
+SavedModel, with export.json), a frozen_graph.pb, or the word `sample` for the
+book's small model trained on the sample data (trained on first use). The
+training graph is never rebuilt: the exported inference graph is loaded.
+
+Example:
+  python -m segnet_lib predict photo1.jpg photo2.jpg --checkpoint runs/voc --out preds
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from segnet_lib.cli.evaluate import _at_least
+
+HELP = "segment images with a trained model: coloured PNG masks + an RLE CSV"
+
+CSV_NAME = "predictions.csv"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds this command's options to ``parser``."""
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="image files (JPEG, PNG, ...; converted to RGB)")
+    parser.add_argument("--checkpoint", required=True, metavar="PATH",
+                        help="run folder, export folder, frozen_graph.pb, or 'sample'")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="folder for the PNG masks and predictions.csv (created)")
+    parser.add_argument("--which", choices=("best", "latest"), default="best",
+                        help="for a run folder: the best-validation or the newest checkpoint")
+    parser.add_argument("--variant", choices=("segnet", "segnet_basic", "bayesian"),
+                        default="segnet", help="with --checkpoint sample: which sample model")
+    parser.add_argument("--rle-order", choices=("C", "F"), default="C", help=(
+        "pixel order of the CSV's RLE strings: C = row-major, F = column-major"))
+    parser.add_argument("--mc-samples", type=_at_least(int, 1), default=None, metavar="N", help=(
+        "Bayesian SegNet: predict the mean of N Monte Carlo dropout passes"))
+
+
+def _check(args, parser) -> list:
+    images = [Path(p).expanduser() for p in args.images]
+    missing = [str(p) for p in images if not p.is_file()]
+    if missing:
+        parser.error(f"image(s) not found: {', '.join(missing)}")
+    stems = [p.stem for p in images]
+    clash = sorted({s for s in stems if stems.count(s) > 1})
+    if clash:
+        parser.error(f"several images are named {clash[0]!r}; their masks would overwrite each other")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} exists and is not a folder")
+    if args.checkpoint != "sample" and not Path(args.checkpoint).expanduser().exists():
+        parser.error(f"--checkpoint {args.checkpoint}: not found")
+    return images
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predicts every image; returns 0, or 1 when the model cannot do what is asked."""
+    images = _check(args, args._parser)
+
+    import numpy as np
+    from PIL import Image
+
+    import segnet_lib
+    from segnet_lib import rle, train, voc
+
+    segnet_lib.setup(verbose=False)
+    path = train.sample_checkpoint(args.variant, progress=True) if args.checkpoint == "sample" \
+        else args.checkpoint
+    try:
+        predictor = train.load_predictor(path, checkpoint=args.which)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    with predictor:
+        if args.mc_samples and not predictor.has_mc_dropout:
+            print(f"error: --mc-samples needs a bayesian model; {path} is {predictor.variant!r}",
+                  file=sys.stderr)
+            return 1
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        label_maps = {}
+        for image_path in images:
+            image = voc.read_image(image_path)
+            if args.mc_samples:
+                from segnet_lib import bayes
+
+                labels = bayes.mc_dropout_predict(predictor.sample, image, args.mc_samples).labels
+            else:
+                labels = predictor.predict(image).argmax(-1)
+            labels = labels.astype(np.uint8)
+            Image.fromarray(voc.colorize(labels)).save(out / f"{image_path.stem}.png")
+            label_maps[image_path.stem] = labels
+            present = [predictor.class_names[c] for c in np.unique(labels)]
+            print(f"{image_path.name}: {', '.join(present)}")
+        csv = rle.write_csv(out / CSV_NAME, label_maps, order=args.rle_order)
+    print(f"Wrote {len(images)} mask(s) and {csv}")
+    return 0

@@ -1,0 +1,235 @@
+"""The `train` and `predict` commands: help, argument checks, real interruptions.
+
+Resumption is tested the hard way: a training process is killed with SIGKILL
+(no chance to clean up) and the same command is run again; another gets
+SIGINT (Ctrl-C) and must save a checkpoint before it exits.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from segnet_lib import cli, rle, sample_data, train, voc
+from segnet_lib.cli import train as cli_train
+
+# A run that takes seconds (see tests/test_train.py for the same idea).
+TINY = ["--data", "sample", "--variant", "segnet", "--width-multiplier", "0.125",
+        "--crop-size", "32", "--batch-size", "2", "--val-images", "2", "--log-every", "1",
+        "--seed", "0", "--no-progress"]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def exit_code(argv, capsys=None):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    return exc.value.code
+
+
+def start(argv):
+    """``python -m segnet_lib ARGV`` as a child process with its own output pipes."""
+    return subprocess.Popen([sys.executable, "-m", "segnet_lib", *argv], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(condition, process, timeout=300.0):
+    """Polls ``condition()`` until true; fails if the process ends first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if process.poll() is not None:
+            pytest.fail(f"the process ended early ({process.returncode}):\n{process.stdout.read()}")
+        time.sleep(0.2)
+    process.kill()
+    pytest.fail("timed out waiting for the training process")
+
+
+def checkpoint_steps(run):
+    return [s for s, _ in train._checkpoint_dirs(run)]
+
+
+# ---------------------------------------------------------------------------
+# Help and argument checks
+# ---------------------------------------------------------------------------
+
+def test_train_help_explains_every_option(capsys):
+    assert exit_code(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    parser = cli.build_parser()
+    train_parser = parser._subparsers._group_actions[0].choices["train"]
+    for action in train_parser._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help and len(action.help) > 10, action.option_strings
+            assert action.option_strings[0] in text
+    for recipe in cli_train.RECIPES:
+        assert recipe in text
+
+
+def test_predict_help_explains_every_option(capsys):
+    assert exit_code(["predict", "--help"]) == 0
+    text = capsys.readouterr().out
+    for flag in ("--checkpoint", "--out", "--which", "--rle-order", "--mc-samples", "IMAGE"):
+        assert flag in text
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--steps", "0"], "--steps: must be >= 1, got 0"),
+    (["--variant", "unet"], "invalid choice: 'unet'"),
+    (["--data", "/no/such/folder"], "/no/such/folder"),
+    (["--crop-size", "0x32"], "positive sizes"),
+    (["--lr", "-1"], "--lr: must be >= 0, got -1"),
+    (["--lr", "0"], "learning_rate must be > 0, got 0.0"),
+    (["--vgg16", "/no/such/weights.h5"], "--vgg16 /no/such/weights.h5: not found"),
+])
+def test_train_rejects_bad_arguments_before_any_work(tmp_path, capsys, extra, message):
+    out = tmp_path / "run"
+    assert exit_code(["train", *TINY, "--out", str(out), *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_train_rejects_a_csv_without_its_pixel_order(tmp_path, capsys):
+    csv = sample_data.sample_root() / "train.csv"
+    assert exit_code(["train", *TINY, "--data", str(csv), "--out", str(tmp_path / "r")]) == 2
+    assert "--rle-order" in capsys.readouterr().err
+
+
+def test_train_rejects_an_out_folder_with_another_config(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    saved = train.sample_recipe().replace(width_multiplier=0.125)
+    (out / train.CONFIG_FILE).write_text(json.dumps(saved.to_dict()))
+    assert exit_code(["train", "--out", str(out), "--lr", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "different config" in err and "learning_rate: 0.001 -> 0.5" in err
+    assert sorted(p.name for p in out.iterdir()) == [train.CONFIG_FILE]
+
+
+def test_rerun_with_only_out_uses_the_saved_config(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    saved = train.sample_recipe().replace(width_multiplier=0.125, steps=7)
+    (out / train.CONFIG_FILE).write_text(json.dumps(saved.to_dict()))
+    args = cli.build_parser().parse_args(["train", "--out", str(out), "--steps", "9"])
+    assert cli_train.build_config(args) == saved.replace(steps=9)
+
+
+def test_recipe_defaults_follow_the_data(tmp_path):
+    args = cli.build_parser().parse_args(["train", "--out", str(tmp_path / "a")])
+    assert cli_train.build_config(args) == train.sample_recipe()
+    root = sample_data.sample_root()
+    args = cli.build_parser().parse_args(["train", "--out", str(tmp_path / "b"), "--data", str(root)])
+    config = cli_train.build_config(args)
+    assert config == train.voc_gpu_recipe().replace(data=str(root.resolve()))
+
+
+def test_predict_rejects_missing_images_and_checkpoints(tmp_path, capsys):
+    image = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(image)
+    assert exit_code(["predict", str(tmp_path / "nope.jpg"), "--checkpoint", "sample",
+                      "--out", str(tmp_path / "o")]) == 2
+    assert "nope.jpg" in capsys.readouterr().err
+    assert exit_code(["predict", str(image), "--checkpoint", str(tmp_path / "no_run"),
+                      "--out", str(tmp_path / "o")]) == 2
+    assert "no_run" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------------------
+# Interruptions, for real
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def killed_then_resumed(tmp_path_factory):
+    """Trains, SIGKILLs the process after its second checkpoint, reruns the command."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    argv = ["train", *TINY, "--steps", "30", "--checkpoint-every", "3", "--val-every", "15",
+            "--out", str(out)]
+    process = start(argv)
+    wait_for(lambda: len(checkpoint_steps(out)) >= 2, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    before = checkpoint_steps(out)
+    rows_before = pd.read_csv(out / train.HISTORY_FILE)
+    rerun = subprocess.run([sys.executable, "-m", "segnet_lib", *argv], cwd=REPO,
+                           capture_output=True, text=True, timeout=600)
+    return out, process.returncode, before, rows_before, rerun
+
+
+def test_sigkill_then_rerun_resumes_from_the_last_checkpoint(killed_then_resumed):
+    out, code, before, rows_before, rerun = killed_then_resumed
+    assert code == -signal.SIGKILL
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    resumed_from = before[-1]
+    assert 3 <= resumed_from < 30
+    assert f"from step {resumed_from} of 30" in rerun.stdout
+    history = train.read_history(out)
+    assert history["step"].tolist() == list(range(1, 31))  # each step once, none lost
+    # The rows up to the checkpoint are the ones written before the kill.
+    kept = rows_before[rows_before.step <= resumed_from].reset_index(drop=True)
+    pd.testing.assert_frame_equal(history.iloc[:len(kept)], kept, check_dtype=False)
+    assert checkpoint_steps(out)[-1] == 30
+    assert not list(out.glob(".ckpt-*"))  # no half-written checkpoint left behind
+    assert "validation mean IoU" in rerun.stdout
+
+
+def test_sigint_saves_a_checkpoint_then_exits(tmp_path):
+    out = tmp_path / "run"
+    process = start(["train", *TINY, "--steps", "100000", "--checkpoint-every", "100000",
+                     "--val-every", "100000", "--out", str(out)])
+
+    def some_steps_done():
+        path = out / train.HISTORY_FILE
+        try:
+            return path.is_file() and len(pd.read_csv(path)) >= 3
+        except (pd.errors.EmptyDataError, OSError):
+            return False
+
+    wait_for(some_steps_done, process)
+    assert checkpoint_steps(out) == []
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    steps = checkpoint_steps(out)
+    assert len(steps) == 1
+    assert train.read_history(out)["step"].iloc[-1] == steps[0]
+    assert f"at step {steps[0]}; checkpoint saved" in output
+
+
+# ---------------------------------------------------------------------------
+# predict
+# ---------------------------------------------------------------------------
+
+def test_predict_writes_coloured_masks_and_an_rle_csv(killed_then_resumed, tmp_path, capsys):
+    run = killed_then_resumed[0]
+    val = voc.VOCSegmentation(sample_data.sample_root(), "val")
+    paths = [val.image_path(0), val.image_path(1)]
+    out = tmp_path / "pred"
+    assert cli.main(["predict", *map(str, paths), "--checkpoint", str(run), "--out", str(out),
+                     "--rle-order", "F"]) == 0
+    assert "Wrote 2 mask(s)" in capsys.readouterr().out
+    with train.load_predictor(run) as predictor:
+        expected = {p.stem: predictor.labels(voc.read_image(p)) for p in paths}
+    for stem, labels in expected.items():
+        png = np.asarray(Image.open(out / f"{stem}.png").convert("RGB"))
+        np.testing.assert_array_equal(png, voc.colorize(labels))
+    decoded = dict(rle.iter_label_maps(out / "predictions.csv", order="F"))
+    assert set(decoded) == set(expected)
+    for stem, labels in expected.items():
+        np.testing.assert_array_equal(decoded[stem], labels)
+
+
+def test_predict_mc_samples_needs_a_bayesian_model(killed_then_resumed, tmp_path, capsys):
+    run = killed_then_resumed[0]
+    image = sample_data.sample_root() / voc.IMAGE_DIR / "sample_00000.jpg"
+    assert cli.main(["predict", str(image), "--checkpoint", str(run), "--out", str(tmp_path / "p"),
+                     "--mc-samples", "4"]) == 1
+    assert "bayesian" in capsys.readouterr().err
