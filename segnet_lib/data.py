@@ -6,9 +6,14 @@ mask)``: :class:`~segnet_lib.voc.VOCSegmentation`,
 graph::
 
     indices -> shuffle (seeded) -> repeat -> read + decode in parallel (Pillow)
-            -> [training] scale jitter, pad, random crop, flip   (stateless, seeded)
+            -> [training] scale jitter + pad + random crop, flip  (stateless, seeded)
             -> [eval] whole image, or pad + centre crop
             -> VGG normalisation -> batch -> prefetch
+
+(with ``cache=True`` the decoded pairs are cached and shuffled instead of the
+indices). Scale jitter and cropping are done in one resampling step that
+computes only the crop's pixels, so their cost does not depend on the image
+size or the scale.
 
 Images and masks are read with Pillow inside ``tf.numpy_function``: a VOC mask
 is a palette PNG whose pixel *indices* are the classes, and
@@ -161,31 +166,80 @@ def _seed(config: InputConfig, element, stream: int):
     return tf.stack([tf.constant(config.seed * 8 + stream, tf.int64), element])
 
 
+def _random_offset(config: InputConfig, element, limit):
+    """A stateless random (row, column) offset in ``[0, limit)``."""
+    draw = tf.random.stateless_uniform([2], _seed(config, element, 2), 0, 2 ** 30, dtype=tf.int32)
+    return draw % limit
+
+
+def _scaled_crop(config: InputConfig, element, image, label, scale):
+    """Rescale by ``scale``, pad bottom/right and crop at a random place, in one step.
+
+    Gives what resizing the whole image (half-pixel centres: bilinear image,
+    nearest label), padding it and slicing a crop would give, but samples only
+    the crop's pixels with ``tf.image.crop_and_resize``, so the cost does not
+    grow with the image or the scale (a VOC image scaled by 2 is 1000x750).
+    Takes the raw image (0..255) and returns it normalised: normalising the
+    crop, not the whole image, is the cheaper order.
+    """
+    crop = tf.constant(config.crop_size)
+    size = tf.cast(tf.shape(label), tf.float32)
+    scaled = tf.maximum(tf.cast(tf.round(size * scale), tf.int32), 1)
+    offset = _random_offset(config, element, tf.maximum(scaled - crop, 0) + 1)
+    factor = tf.cast(scaled, tf.float32) / size  # per axis, after rounding
+    # Crop pixel i is pixel (offset + i) of the scaled image, whose centre lies
+    # at (offset + i + 0.5) / factor - 0.5 in the source; +1 for the edge row
+    # added below (so sampling just inside the border clamps, like a resize).
+    first = (tf.cast(offset, tf.float32) + 0.5) / factor + 0.5
+    last = (tf.cast(offset + crop, tf.float32) - 0.5) / factor + 0.5
+    extent = size + 1.0  # the padded image's size - 1: crop_and_resize's unit box
+    box = tf.concat([first, last], 0) / tf.concat([extent, extent], 0)
+    edge = [[1, 1], [1, 1], [0, 0]]
+    image = tf.image.crop_and_resize(
+        tf.pad(image, edge, mode="SYMMETRIC")[None], box[None], [0], config.crop_size)[0]
+    label = tf.image.crop_and_resize(
+        tf.pad(tf.cast(label, tf.float32)[..., None], edge, mode="SYMMETRIC")[None],
+        box[None], [0], config.crop_size, method="nearest")[0, :, :, 0]
+    # Rows and columns past the scaled image are padding: mean pixel, void.
+    inside = tf.cast(
+        (tf.range(config.crop_size[0]) < scaled[0] - offset[0])[:, None]
+        & (tf.range(config.crop_size[1]) < scaled[1] - offset[1])[None, :], tf.float32)
+    image = normalize(image) * inside[..., None]
+    label = label * inside + IGNORE_LABEL * (1 - inside)
+    return image, tf.cast(label, tf.uint8)
+
+
 def _augment(config: InputConfig, element, image, label):
-    """Scale jitter, pad, random crop and flip of one normalised image."""
-    if config.min_scale != 1.0 or config.max_scale != 1.0:
+    """Scale jitter, pad, random crop and flip of one raw image; returns it normalised."""
+    jitter = config.min_scale != 1.0 or config.max_scale != 1.0
+    if jitter:
         scale = tf.random.stateless_uniform(
             [], _seed(config, element, 1), config.min_scale, config.max_scale)
-        shape = tf.cast(tf.shape(label), tf.float32)
-        size = tf.cast(tf.round(shape * scale), tf.int32)
+    if jitter and config.crop_size is not None:
+        return _flip(config, element, *_scaled_crop(config, element, image, label, scale))
+    image = normalize(image)  # before padding, so the padding is the mean pixel
+    if jitter:  # whole images (batch 1): nothing to crop, resize it all
+        size = tf.cast(tf.round(tf.cast(tf.shape(label), tf.float32) * scale), tf.int32)
         image, label = _resize(image, label, tf.maximum(size, 1))
-    if config.crop_size is not None:
+    elif config.crop_size is not None:
         image, label = _pad_to(image, label, config.crop_size)
-        shape = tf.shape(label)
-        limit = shape - tf.constant(config.crop_size) + 1
-        offset = tf.random.stateless_uniform(
-            [2], _seed(config, element, 2), 0, 2 ** 30, dtype=tf.int32) % limit
+        offset = _random_offset(config, element,
+                                tf.shape(label) - tf.constant(config.crop_size) + 1)
         image = image[offset[0]:offset[0] + config.crop_size[0],
                       offset[1]:offset[1] + config.crop_size[1]]
         label = label[offset[0]:offset[0] + config.crop_size[0],
                       offset[1]:offset[1] + config.crop_size[1]]
-    if config.flip:
-        coin = tf.random.stateless_uniform([], _seed(config, element, 3))
-        image, label = tf.cond(
-            coin < 0.5,
-            lambda: (tf.reverse(image, [1]), tf.reverse(label, [1])),
-            lambda: (image, label))
-    return image, label
+    return _flip(config, element, image, label)
+
+
+def _flip(config: InputConfig, element, image, label):
+    """A random horizontal flip (when ``config.flip``) of image and label together."""
+    if not config.flip:
+        return image, label
+    coin = tf.random.stateless_uniform([], _seed(config, element, 3))
+    return tf.cond(coin < 0.5,
+                   lambda: (tf.reverse(image, [1]), tf.reverse(label, [1])),
+                   lambda: (image, label))
 
 
 def _centre_crop(config: InputConfig, image, label):
@@ -254,13 +308,14 @@ def make_dataset(dataset, config: InputConfig = InputConfig(), training: bool = 
     ds = tf.data.Dataset.zip((tf.data.Dataset.range(2 ** 62), ds))
 
     def prepare(element, image, label):
-        image = normalize(image)
         if config.resize_to is not None:
             image, label = _resize(image, label, config.resize_to)
         if training:
             image, label = _augment(config, element, image, label)
-        elif not whole:
-            image, label = _centre_crop(config, image, label)
+        else:
+            image = normalize(image)
+            if not whole:
+                image, label = _centre_crop(config, image, label)
         if not whole:
             image.set_shape([*config.crop_size, 3])
             label.set_shape(config.crop_size)

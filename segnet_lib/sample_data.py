@@ -37,7 +37,7 @@ from scipy import ndimage
 from segnet_lib import voc
 
 #: Bump when the generator changes, so cached copies are regenerated.
-SAMPLE_VERSION = 1
+SAMPLE_VERSION = 2
 #: VOC class ids used by the sample data (background + five object classes).
 SAMPLE_CLASS_IDS = (0, 1, 7, 8, 13, 15)
 #: Pixel order of the RLE strings in the sample's ``train.csv`` / ``val.csv``.
@@ -235,8 +235,9 @@ def _paint(cls: int, parts: dict, rng) -> tuple[np.ndarray, np.ndarray]:
             fur = fur.mean(-1, keepdims=True).repeat(3, -1) * rng.uniform(0.35, 1.0)
         return fur, parts["body"]
     if cls == HORSE:
-        detail = _crop(rng, "chelsea.png", h, w, zoom=(1.0, 2.0), regions=_FUR_REGIONS)
-        rgb = _tint(detail, pick(_HORSE_COAT), 0.35)
+        # A short, glossy coat: fine grain and broad sheen, unlike a cat's stripes.
+        rgb = _tint(_crop(rng, "grass.png", h, w, zoom=(2, 4)), pick(_HORSE_COAT), 0.12)
+        rgb = np.clip(rgb * (1 + 0.15 * _smooth_noise(rng, h, w, 3))[..., None], 0, 1)
         return rgb, parts["body"]
     if cls == AEROPLANE:
         rgb = _tint(_crop(rng, "moon.png", h, w), pick(_PLANE_PAINT), 0.15)
@@ -359,8 +360,8 @@ def render_scene(rng, height: int, width: int):
     instances = np.zeros((h, w), np.uint8)
     layers = []
     for _ in range(rng.integers(0, 3)):
-        layers.append(("clutter", rng.random() < 0.5))  # in front of objects or behind
-    n_objects = rng.choice([1, 2, 3], p=[0.45, 0.4, 0.15])
+        layers.append(("clutter", rng.random() < 0.35))  # in front of objects or behind
+    n_objects = rng.choice([1, 2, 3], p=[0.5, 0.4, 0.1])
     layers += [("object", None)] * n_objects
     # Behind-clutter first, then objects (later ones occlude earlier ones), then
     # front clutter, which hides parts of objects and is labelled background.
@@ -377,8 +378,10 @@ def render_scene(rng, height: int, width: int):
             instances[hidden] = 0
             continue
         cls = int(_OBJECT_CLASSES[rng.integers(len(_OBJECT_CLASSES))])
-        size = rng.uniform(0.6, 1.0) * min(h, w) if n_objects == 1 else \
-            rng.uniform(0.45, 0.85) * min(h, w)
+        size = rng.uniform(0.65, 1.0) * min(h, w) if n_objects == 1 else \
+            rng.uniform(0.5, 0.85) * min(h, w)
+        if cls == PERSON:  # tall and thin: a little taller keeps its area comparable
+            size = min(1.15 * size, 0.98 * h)
         aspect = _ASPECT[cls] * rng.uniform(0.85, 1.15)
         ow, oh = (size, size / aspect) if aspect >= 1 else (size * aspect, size)
         ow, oh = max(8, int(ow)), max(8, int(oh))
@@ -528,8 +531,8 @@ def sample_root(seed: int = 0) -> Path:
     try:
         generate(tmp, seed=seed)
         (tmp / _DONE).write_text(f"segnet_lib sample data v{SAMPLE_VERSION}, seed {seed}\n")
-        if final.exists():  # a stale, incomplete copy from an older layout
-            shutil.rmtree(final, ignore_errors=True)
+        if final.exists() and not (final / _DONE).exists():
+            shutil.rmtree(final, ignore_errors=True)  # incomplete (made by hand?)
         try:
             os.rename(tmp, final)
         except OSError:

@@ -464,14 +464,15 @@ class CSVSegmentation(_SegmentationDataset):
                 raise ValueError(
                     f"{len(missing)} id(s) have no row in {str(self.csv_path)!r}, "
                     f"e.g. {missing[:3]}")
-        files = {}
-        for p in self.image_dir.iterdir():
-            files.setdefault(p.stem, p)
-            files[p.name] = p
+        files = {}  # '<id>' and '<id>.<ext>' -> path, for image files only
+        for p in sorted(self.image_dir.iterdir()):
+            if p.suffix in _IMAGE_EXTENSIONS:
+                files.setdefault(p.stem, p)
+                files[p.name] = p
         self._paths = []
         for image_id in self.ids:
             path = files.get(image_id)
-            if path is None or path.suffix not in _IMAGE_EXTENSIONS and path.name != image_id:
+            if path is None:
                 raise FileNotFoundError(
                     f"id {image_id!r} from {str(self.csv_path)!r} has no image in "
                     f"{str(self.image_dir)!r} (looked for {image_id}.jpg/.png/...)")

@@ -229,3 +229,31 @@ def test_median_frequency_weights():
         data.median_frequency_weights([0, 0], [0, 0])
     with pytest.raises(ValueError, match="pixel_counts <= image_pixels"):
         data.median_frequency_weights([5], [4])
+
+
+def test_scaled_crop_equals_resize_pad_crop(rng):
+    """The one-step scaled crop gives what resize + pad + slice would give."""
+    image = rng.integers(0, 256, (23, 31, 3)).astype(np.uint8)
+    label = rng.choice(np.array([0, 5, 9], np.uint8), (23, 31))
+    config = data.InputConfig(crop_size=(20, 26), min_scale=0.6, max_scale=1.9, flip=False,
+                              seed=4)
+    with tf.Graph().as_default(), tf.Session() as sess:
+        element = tf.placeholder(tf.int64, [])
+        got = data._augment(config, element, tf.constant(image), tf.constant(label))
+        img = data.normalize(tf.constant(image))
+        # The reference: resize everything (half-pixel centres), pad, slice.
+        scale = tf.random.stateless_uniform([], data._seed(config, element, 1),
+                                            config.min_scale, config.max_scale)
+        scaled = tf.maximum(tf.cast(tf.round(tf.constant([23.0, 31.0]) * scale), tf.int32), 1)
+        ref_img, ref_lab = data._resize(img, tf.constant(label), scaled)
+        ref_img, ref_lab = data._pad_to(ref_img, ref_lab, config.crop_size)
+        offset = data._random_offset(config, element, tf.maximum(
+            scaled - tf.constant(config.crop_size), 0) + 1)
+        want = (ref_img[offset[0]:offset[0] + 20, offset[1]:offset[1] + 26],
+                ref_lab[offset[0]:offset[0] + 20, offset[1]:offset[1] + 26])
+        for e in range(12):
+            (gi, gl), (wi, wl) = sess.run([got, want], {element: e})
+            assert gl.shape == (20, 26) and gi.shape == (20, 26, 3)
+            # Nearest picks may differ only at exact ties of float rounding.
+            assert np.mean(gl == wl) > 0.99, e
+            assert np.abs(gi - wi).max() < 0.01, e
