@@ -16,9 +16,22 @@ has a bias, every one except the classifier ``conv1_1_D`` is followed by batch
 norm (a scale and an offset per channel), as in the Caffe prototxt.
 
 The decoder upsamples with the encoder's max-pooling indices
-(:func:`max_unpool`). That is selected by ``SegNetConfig.decoder='unpool'``; the
-upsampling step is looked up in a table so other decoders (learned or bilinear
-upsampling) can be added without copying the builder.
+(:func:`max_unpool`). That is ``SegNetConfig.decoder='unpool'``. The same
+builder also makes the decoders the paper compares SegNet with (its Table 1,
+sec. 3.1), on any encoder (see :data:`DECODERS`):
+
+* ``'unpool'``: SegNet (SegNet-Basic with ``variant='segnet_basic'``): index
+  unpooling, then the learned decoder convolutions.
+* ``'deconv_add'``: FCN-Basic. The deepest encoder output is scored by a 1x1
+  convolution into ``num_classes`` maps (the paper's dimensionality reduction);
+  each decoder stage upsamples them with a learned transposed convolution
+  (``upsample_kernel`` square, initialised to bilinear interpolation) and adds a
+  1x1 score of the encoder's pooled map of the same resolution. No decoder
+  convolutions.
+* ``'deconv'``: FCN-Basic-NoAddition, the same without the additions.
+* ``'bilinear'``: Bilinear-Interpolation, the scores upsampled by fixed
+  bilinear interpolation: nothing is learned after the encoder but the 1x1
+  scoring.
 """
 from __future__ import annotations
 
@@ -33,7 +46,7 @@ from segnet_lib._tf import tf
 __all__ = [
     "SegNetConfig", "VARIANTS", "DECODERS", "UNPOOL_METHODS", "segnet",
     "max_pool_with_argmax", "max_unpool", "count_parameters", "layer_table",
-    "architecture", "LayerSpec",
+    "architecture", "LayerSpec", "bilinear_upsample_kernel", "DECODER_FAMILIES",
 ]
 
 VARIANTS = ("segnet", "segnet_basic", "bayesian")
@@ -74,6 +87,10 @@ class SegNetConfig:
             where the encoder's max pool found it (SegNet).
         unpool_method: implementation of :func:`max_unpool`, ``'fused'`` or
             ``'scatter_nd'`` (same result; ``'fused'`` is faster).
+        upsample_kernel: height and width of the transposed-convolution kernels
+            of the ``'deconv'`` and ``'deconv_add'`` decoders (the paper's
+            FCN-Basic: 8). Even, so the kernel is centred on the 2x2 window it
+            undoes; initialised to 2x bilinear interpolation.
     """
 
     variant: str = "segnet"
@@ -84,6 +101,7 @@ class SegNetConfig:
     batch_norm_epsilon: float = 1e-3
     decoder: str = "unpool"
     unpool_method: str = "fused"
+    upsample_kernel: int = 8
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -93,6 +111,10 @@ class SegNetConfig:
         if self.unpool_method not in UNPOOL_METHODS:
             raise ValueError(
                 f"SegNetConfig.unpool_method={self.unpool_method!r}; expected one of {UNPOOL_METHODS}")
+        if (not isinstance(self.upsample_kernel, (int, np.integer)) or isinstance(self.upsample_kernel, bool)
+                or self.upsample_kernel < 4 or self.upsample_kernel % 2):
+            raise ValueError(f"SegNetConfig.upsample_kernel={self.upsample_kernel!r} must be an even "
+                             "integer >= 4 (2x bilinear interpolation needs 4 taps)")
         if not self.width_multiplier > 0:
             raise ValueError(f"SegNetConfig.width_multiplier={self.width_multiplier!r} must be > 0")
         if not 0 <= self.dropout_rate < 1:
@@ -401,23 +423,29 @@ def _batch_norm(x, is_training, config):
         return y
 
 
+def _weight_decay(config):
+    """The L2 regularizer of every learned kernel, or None without weight decay."""
+    if not config.weight_decay > 0:
+        return None
+
+    def regularizer(w):
+        # tf.nn.l2_loss is sum(w**2) / 2, so the gradient is weight_decay * w,
+        # the same as Caffe's weight_decay.
+        return tf.multiply(config.weight_decay, tf.nn.l2_loss(w), name="l2_weight_decay")
+    return regularizer
+
+
 def _conv(net, spec, features, is_training, config):
     """Convolution (+ batch norm) (+ ReLU) in variable scope ``spec.name``."""
     in_features = tf.dimension_value(net.shape[-1])
     if in_features is None:
         raise ValueError(f"{spec.name}: the input's channel dimension must be known, got {net.shape}")
-    regularizer = None
-    if config.weight_decay > 0:
-        def regularizer(w):
-            # tf.nn.l2_loss is sum(w**2) / 2, so the gradient is weight_decay * w,
-            # the same as Caffe's weight_decay.
-            return tf.multiply(config.weight_decay, tf.nn.l2_loss(w), name="l2_weight_decay")
     with tf.variable_scope(spec.name):
         kernel = tf.get_variable(
             WEIGHTS_NAME, [spec.kernel, spec.kernel, in_features, features],
             # The Caffe model's 'msra' filler: He et al. (2015) for ReLU networks.
             initializer=tf.variance_scaling_initializer(scale=2.0, mode="fan_in"),
-            regularizer=regularizer)
+            regularizer=_weight_decay(config))
         net = tf.nn.conv2d(net, kernel, strides=[1, 1, 1, 1], padding="SAME")
         if spec.bias:
             biases = tf.get_variable(BIASES_NAME, [features], initializer=tf.zeros_initializer())
@@ -449,16 +477,121 @@ class _PoolRecord(NamedTuple):
     shape: object    # int tensor [4]: the pre-pool shape
     static_shape: object  # tf.TensorShape of the pre-pool map
     features: object  # the pre-pool map itself (for decoders that store it)
+    skip: object = None  # FCN: 1x1 class scores of the previous stage's pooled map
+    pooled: object = None  # this stage's pooled output
 
 
 def _upsample_unpool(net, record, config):
     return max_unpool(net, record.argmax, record.shape, method=config.unpool_method)
 
 
-# Decoder upsampling steps, by SegNetConfig.decoder. Each takes (net, record,
-# config) and returns a map of the record's spatial size.
-_UPSAMPLERS = {"unpool": _upsample_unpool}
-DECODERS = tuple(_UPSAMPLERS)
+def bilinear_upsample_kernel(size, channels):
+    """Transposed-convolution kernel that upsamples 2x by bilinear interpolation.
+
+    Each channel is interpolated on its own (the kernel is diagonal in the
+    channels), FCN's initialisation. The 4 taps of 2x interpolation,
+    ``[1, 3, 3, 1] / 4`` per axis, sit in the middle of the ``size`` x ``size``
+    kernel and the rest is zero, so a kernel larger than 4 (the paper's 8)
+    starts as exact bilinear interpolation and may learn a wider footprint.
+
+    With ``tf.nn.conv2d_transpose(..., strides=2, padding='SAME')`` and an even
+    ``size``, input pixel ``i`` spreads over output pixels ``2i - 1 .. 2i + 2``,
+    centred on ``2i + 0.5``: the centre of the 2x2 window it came from. Away
+    from the border that is ``tf.image.resize_bilinear(x, 2 * size,
+    half_pixel_centers=True)``; at the border the transposed convolution
+    misses the outside neighbour (zero padding) where the resize repeats the
+    edge pixel.
+
+    Args:
+        size: even kernel height and width, >= 4.
+        channels: input and output channels.
+
+    Returns:
+        float32 ``[size, size, channels, channels]`` (``[height, width,
+        out_channels, in_channels]``, the layout of ``conv2d_transpose``).
+    """
+    if size < 4 or size % 2:
+        raise ValueError(f"bilinear_upsample_kernel: size={size} must be even and >= 4")
+    taps = np.zeros(size, np.float32)
+    middle = size // 2
+    taps[middle - 2:middle + 2] = [0.25, 0.75, 0.75, 0.25]
+    kernel = np.zeros((size, size, channels, channels), np.float32)
+    for c in range(channels):
+        kernel[:, :, c, c] = np.outer(taps, taps)
+    return kernel
+
+
+def _upsample_deconv(net, record, config):
+    # Learned upsampling (FCN's "deconvolution"): a stride-2 transposed
+    # convolution to the exact pre-pool size, so odd sizes work as for unpooling.
+    channels = tf.dimension_value(net.shape[-1])
+    kernel = tf.get_variable(
+        WEIGHTS_NAME, [config.upsample_kernel, config.upsample_kernel, channels, channels],
+        initializer=tf.constant_initializer(bilinear_upsample_kernel(config.upsample_kernel, channels)),
+        regularizer=_weight_decay(config))
+    output_shape = tf.concat([tf.cast(record.shape[:3], tf.int32), [channels]], axis=0)
+    return tf.nn.conv2d_transpose(net, kernel, output_shape, strides=[1, 2, 2, 1], padding="SAME")
+
+
+def _upsample_deconv_add(net, record, config):
+    net = _upsample_deconv(net, record, config)
+    if record.skip is not None:
+        # FCN's fusion: the coarse scores, upsampled, plus the scores of the
+        # encoder map at this resolution (kept from the encoder pass).
+        net = tf.add(net, record.skip, name="add_encoder_scores")
+    return net
+
+
+def _upsample_bilinear(net, record, config):
+    # Fixed upsampling. half_pixel_centers puts input pixel i at 2i + 0.5, the
+    # centre of the 2x2 window it came from (as the deconv's bilinear start).
+    # align_corners=True would map the corner pixels onto each other instead,
+    # i.e. a scale of (h - 1) / (H - 1), a sub-pixel shift that differs between
+    # even and odd sizes; the default (both False) shifts the whole map by half
+    # an output pixel towards the origin.
+    size = tf.cast(record.shape[1:3], tf.int32)
+    return tf.image.resize_bilinear(net, size, align_corners=False, half_pixel_centers=True)
+
+
+class _Decoder(NamedTuple):
+    """How one kind of decoder upsamples (see :data:`DECODERS`).
+
+    Attributes:
+        upsample: ``fn(net, record, config)`` -> a map of the record's height
+            and width (and ``net``'s channels), built inside the variable scope
+            ``upsample<stage>``.
+        family: ``'segnet'``: the architecture's decoder convolutions follow
+            each upsampling and its classifier comes last. ``'fcn'``: the deepest
+            encoder output is scored into ``num_classes`` maps by a 1x1
+            convolution (``score_pool<N>``) which the decoder only upsamples.
+        skip: add the 1x1 scores of the encoder's pooled map of the same
+            resolution (``score_pool<s>``, FCN-Basic) after each upsampling.
+    """
+
+    upsample: object
+    family: str
+    skip: bool = False
+
+
+# Decoders, by SegNetConfig.decoder. The paper's names for them with the
+# SegNet-Basic encoder: SegNet-Basic, FCN-Basic, FCN-Basic-NoAddition and
+# Bilinear-Interpolation.
+_DECODER_TABLE = {
+    "unpool": _Decoder(_upsample_unpool, "segnet"),
+    "deconv_add": _Decoder(_upsample_deconv_add, "fcn", skip=True),
+    "deconv": _Decoder(_upsample_deconv, "fcn"),
+    "bilinear": _Decoder(_upsample_bilinear, "fcn"),
+}
+DECODERS = tuple(_DECODER_TABLE)
+#: Decoder name -> ``'segnet'`` (upsample, then learned convolutions) or
+#: ``'fcn'`` (score the classes at the bottleneck, then only upsample).
+DECODER_FAMILIES = {name: spec.family for name, spec in _DECODER_TABLE.items()}
+
+
+def _score_spec(stage):
+    # FCN's score layers: a 1x1 convolution to the classes, with a bias and
+    # neither batch norm nor ReLU (like a classifier).
+    return LayerSpec(f"score_pool{stage}", None, 1, batch_norm=False, relu=False)
 
 
 def segnet(images, num_classes, is_training, config=SegNetConfig(), scope=DEFAULT_SCOPE,
@@ -484,7 +617,11 @@ def segnet(images, num_classes, is_training, config=SegNetConfig(), scope=DEFAUL
         ``(logits, end_points)``: logits float32 ``[batch, height, width,
         num_classes]`` (before softmax) and an ordered dict of every layer's
         output by name (``'conv1_1'``, ``'pool1'``, ``'pool1_argmax'``,
-        ``'upsample5'``, ..., ``'logits'``).
+        ``'upsample5'``, ..., ``'logits'``). The FCN-style decoders have no
+        decoder convolutions; they add ``'score_pool<s>'`` (1x1 class scores of
+        a pooled map: the deepest one, and for ``'deconv_add'`` the shallower
+        ones too) and their ``'upsample<s>'`` maps have ``num_classes``
+        channels.
 
     Raises:
         ValueError: for a wrong input rank, unknown channel count or bad
@@ -505,6 +642,7 @@ def segnet(images, num_classes, is_training, config=SegNetConfig(), scope=DEFAUL
             is_training = _as_bool_tensor(is_training, "is_training")
         dropout_on = _dropout_switch(is_training, mc_dropout)
 
+        decoder = _DECODER_TABLE[config.decoder]
         records = []
         for stage, layers in enumerate(arch.encoder, start=1):
             for spec in layers:
@@ -514,28 +652,42 @@ def segnet(images, num_classes, is_training, config=SegNetConfig(), scope=DEFAUL
             net, argmax = max_pool_with_argmax(net, name=f"pool{stage}")
             end_points[f"pool{stage}"] = net
             end_points[f"pool{stage}_argmax"] = argmax
+            skip = None
+            if decoder.skip and records:
+                # The previous stage's pooled map is at this stage's pre-pool
+                # resolution: score it now, so the decoder stage that returns
+                # here finds num_classes maps to add (all the encoder keeps).
+                skip = _conv(records[-1].pooled, _score_spec(stage - 1), num_classes,
+                             is_training, config)
+                end_points[f"score_pool{stage - 1}"] = skip
             records.append(_PoolRecord(stage, argmax, tf.shape(pre_pool, out_type=tf.int64),
-                                       pre_pool.shape, pre_pool))
+                                       pre_pool.shape, pre_pool, skip, net))
             if stage in arch.pool_dropout:
                 net = _dropout(net, dropout_on, config.dropout_rate, f"pool{stage}_dropout")
                 end_points[f"pool{stage}_dropout"] = net
 
-        upsample = _UPSAMPLERS[config.decoder]
+        if decoder.family == "fcn":
+            # Dimensionality reduction of the deepest encoder map to class scores.
+            net = _conv(net, _score_spec(len(records)), num_classes, is_training, config)
+            end_points[f"score_pool{len(records)}"] = net
         for layers, record in zip(arch.decoder, reversed(records)):
-            with tf.name_scope(f"upsample{record.stage}"):
-                net = upsample(net, record, config)
-            # The pre-pool shape fixes height, width and (statically) channels.
-            net.set_shape(record.static_shape)
+            with tf.variable_scope(f"upsample{record.stage}"):
+                net = decoder.upsample(net, record, config)
+            # The pre-pool shape fixes height and width (and the channels are net's).
+            net.set_shape(record.static_shape[:-1].concatenate(net.shape[-1:]))
             end_points[f"upsample{record.stage}"] = net
+            if decoder.family != "segnet":
+                continue
             for spec in layers:
                 net = _conv(net, spec, _features(spec, config, num_classes), is_training, config)
                 end_points[spec.name] = net
                 if spec.dropout_after:
                     net = _dropout(net, dropout_on, config.dropout_rate, f"{spec.name}_dropout")
                     end_points[f"{spec.name}_dropout"] = net
-        for spec in arch.classifier:
-            net = _conv(net, spec, _features(spec, config, num_classes), is_training, config)
-            end_points[spec.name] = net
+        if decoder.family == "segnet":
+            for spec in arch.classifier:
+                net = _conv(net, spec, _features(spec, config, num_classes), is_training, config)
+                end_points[spec.name] = net
         logits = tf.identity(net, name="logits")
         end_points["logits"] = logits
     return logits, end_points

@@ -412,3 +412,174 @@ def test_unpool_gradient_through_pooling_on_dynamic_batch(rng):
         assert (gv[~mask] == 0).all()
         grads.append(gv)
     np.testing.assert_array_equal(grads[0], grads[1])
+
+
+# --------------------------------------------------------------------------
+# Decoder variants (the paper's Table 1): SegNet-Basic, FCN-Basic,
+# FCN-Basic-NoAddition, Bilinear-Interpolation
+# --------------------------------------------------------------------------
+
+def np_bilinear_2x(x):
+    """2x bilinear upsampling, half-pixel centres, edge pixels repeated.
+
+    Output pixel p sits at input coordinate (p + 0.5) / 2 - 0.5.
+    """
+    def along(a, axis):
+        n = a.shape[axis]
+        pos = (np.arange(2 * n) + 0.5) / 2 - 0.5
+        lo = np.clip(np.floor(pos).astype(int), 0, n - 1)
+        hi = np.clip(lo + 1, 0, n - 1)
+        frac = np.clip(pos - np.floor(pos), 0, 1)
+        frac = np.where(pos < 0, 0.0, frac)  # left of the first centre: the edge value
+        shape = [1] * a.ndim
+        shape[axis] = -1
+        frac = frac.reshape(shape)
+        return np.take(a, lo, axis) * (1 - frac) + np.take(a, hi, axis) * frac
+    return along(along(x, 1), 2)
+
+
+def _expected_basic_params(decoder, num_classes, features=64, upsample_kernel=8):
+    """SegNet-Basic's encoder (no biases, batch norm) plus each decoder, by hand."""
+    f, k = features, num_classes
+    encoder = 49 * 3 * f + 3 * 49 * f * f + 4 * 2 * f
+    score = f * k + k  # a 1x1 convolution to the classes, with a bias
+    deconv = upsample_kernel ** 2 * k * k  # one transposed convolution, no bias
+    return encoder + {
+        "unpool": 4 * (49 * f * f + 2 * f) + score,  # 7x7 decoder convs + BN, classifier
+        "deconv_add": 4 * score + 4 * deconv,        # score_pool4..1, 4 upsamplings
+        "deconv": score + 4 * deconv,
+        "bilinear": score,
+    }[decoder]
+
+
+# Table 1 of the paper (CamVid, 11 classes), millions of parameters.
+PAPER_PARAMS = {"unpool": 1.425, "deconv_add": 0.65, "deconv": 0.65, "bilinear": 0.625}
+
+
+def test_decoders_are_the_four_of_the_study():
+    assert set(model.DECODERS) >= {"unpool", "deconv_add", "deconv", "bilinear"}
+    assert model.DECODER_FAMILIES["unpool"] == "segnet"
+    assert {model.DECODER_FAMILIES[d] for d in ("deconv_add", "deconv", "bilinear")} == {"fcn"}
+    for bad in (3, 5, 2, 4.0, True):
+        with pytest.raises(ValueError, match="upsample_kernel"):
+            model.SegNetConfig(upsample_kernel=bad)
+
+
+@pytest.mark.parametrize("decoder", ["unpool", "deconv_add", "deconv", "bilinear"])
+def test_decoder_parameter_counts_match_hand_count_and_paper(decoder):
+    config = model.SegNetConfig(variant="segnet_basic", decoder=decoder)
+    with tf.Graph().as_default():
+        _build(config, shape=(1, 32, 32, 3), num_classes=11)
+        n = model.count_parameters()
+    assert n == _expected_basic_params(decoder, 11)
+    # The paper's counts (Caffe, rounded) agree within 2%.
+    assert abs(n / 1e6 - PAPER_PARAMS[decoder]) / PAPER_PARAMS[decoder] < 0.02
+
+
+@pytest.mark.parametrize("decoder", ["deconv_add", "deconv", "bilinear"])
+@pytest.mark.parametrize("width, num_classes, kernel", [(0.25, 5, 4), (0.5, 21, 8)])
+def test_fcn_parameter_counts_follow_width_classes_and_kernel(decoder, width, num_classes, kernel):
+    config = model.SegNetConfig(variant="segnet_basic", decoder=decoder, width_multiplier=width,
+                                upsample_kernel=kernel)
+    with tf.Graph().as_default():
+        _build(config, shape=(1, 32, 32, 3), num_classes=num_classes)
+        n = model.count_parameters()
+    assert n == _expected_basic_params(decoder, num_classes, int(64 * width), kernel)
+
+
+@pytest.mark.parametrize("decoder", ["deconv_add", "deconv", "bilinear"])
+def test_fcn_decoders_shapes_names_on_odd_size(decoder):
+    config = TINY.replace(variant="segnet_basic", decoder=decoder)
+    with tf.Graph().as_default():
+        images, logits, end_points = _build(config, shape=(2, 45, 61, 3), num_classes=5)
+        assert logits.shape.as_list() == [2, 45, 61, 5]
+        # No decoder convolutions; the classes are scored at the bottleneck.
+        assert not any(k.endswith("_D") or k == "conv_classifier" for k in end_points)
+        scores = sorted(k for k in end_points if k.startswith("score_pool"))
+        assert scores == (["score_pool1", "score_pool2", "score_pool3", "score_pool4"]
+                          if decoder == "deconv_add" else ["score_pool4"])
+        for stage, size in zip(range(1, 5), [(45, 61), (23, 31), (12, 16), (6, 8)]):
+            assert end_points[f"upsample{stage}"].shape.as_list() == [2, *size, 5]
+        kernels = {v.op.name: v.shape.as_list() for v in tf.trainable_variables()
+                   if "upsample" in v.op.name}
+        if decoder == "bilinear":
+            assert kernels == {}  # nothing learned in the upsampling
+        else:
+            assert kernels == {f"segnet/upsample{s}/weights": [8, 8, 5, 5] for s in range(1, 5)}
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            out = sess.run(logits, {images: np.random.default_rng(6).random((2, 45, 61, 3))})
+        assert out.shape == (2, 45, 61, 5) and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("decoder", ["deconv_add", "deconv", "bilinear"])
+def test_fcn_decoders_dynamic_size_reuse_and_gradients(decoder, rng):
+    config = TINY.replace(variant="segnet_basic", decoder=decoder)
+    with tf.Graph().as_default():
+        images, logits, _ = _build(config, shape=(None, None, None, 3), num_classes=3)
+        before = len(tf.global_variables()), len(tf.losses.get_regularization_losses())
+        eval_logits, _ = model.segnet(images, 3, False, config=config, reuse=True)
+        assert (len(tf.global_variables()), len(tf.losses.get_regularization_losses())) == before
+        # Weight decay covers the learned upsampling kernels too.
+        decayed = {t.op.name.split("/")[1] for t in tf.losses.get_regularization_losses()}
+        assert ("upsample1" in decayed) == (decoder != "bilinear")
+        grads = tf.gradients(tf.reduce_sum(logits ** 2), tf.trainable_variables())
+        assert all(g is not None for g in grads)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            for shape in [(1, 45, 61, 3), (2, 32, 40, 3)]:
+                out = sess.run(eval_logits, {images: rng.random(shape)})
+                assert out.shape == shape[:3] + (3,)
+
+
+def test_bilinear_kernel_deconv_and_resize_agree_with_numpy(rng):
+    x = rng.normal(size=(2, 6, 7, 3)).astype(np.float32)
+    expected = np_bilinear_2x(x.astype(np.float64))
+    kernel = model.bilinear_upsample_kernel(8, 3)
+    assert kernel.shape == (8, 8, 3, 3)
+    # Diagonal in the channels, and each input pixel's weights sum to 4 (2x2 outputs).
+    assert np.count_nonzero(kernel[:, :, 0, 1]) == 0
+    assert np.isclose(kernel[:, :, 1, 1].sum(), 4.0)
+    with tf.Graph().as_default():
+        up = tf.nn.conv2d_transpose(tf.constant(x), tf.constant(kernel), [2, 12, 14, 3],
+                                    strides=[1, 2, 2, 1], padding="SAME")
+        resized = tf.image.resize_bilinear(tf.constant(x), [12, 14], half_pixel_centers=True)
+        with tf.Session() as sess:
+            up, resized = sess.run([up, resized])
+    np.testing.assert_allclose(resized, expected, atol=1e-5)
+    # Away from the border (zero padding there) the deconv is the same interpolation.
+    np.testing.assert_allclose(up[:, 1:-1, 1:-1], expected[:, 1:-1, 1:-1], atol=1e-5)
+    with pytest.raises(ValueError, match="size"):
+        model.bilinear_upsample_kernel(5, 1)
+
+
+@pytest.mark.parametrize("decoder", ["deconv_add", "deconv", "bilinear"])
+def test_fcn_decoder_stages_upsample_bilinearly_at_start_and_deconv_add_adds(decoder, rng):
+    config = TINY.replace(variant="segnet_basic", decoder=decoder)
+    with tf.Graph().as_default():
+        images, _, end_points = _build(config, shape=(1, 32, 48, 3), num_classes=4,
+                                       is_training=False)
+        names = ["score_pool4", "upsample4", "upsample3"] + (
+            ["score_pool3", "score_pool2"] if decoder == "deconv_add" else [])
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            v = dict(zip(names, sess.run([end_points[n] for n in names],
+                                         {images: rng.random((1, 32, 48, 3))})))
+    skip3 = v["score_pool3"] if decoder == "deconv_add" else 0.0
+    skip2 = v["score_pool2"] if decoder == "deconv_add" else 0.0
+    inner = (slice(None), slice(1, -1), slice(1, -1))
+    np.testing.assert_allclose((v["upsample4"] - skip3)[inner],
+                               np_bilinear_2x(v["score_pool4"])[inner], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose((v["upsample3"] - skip2)[inner],
+                               np_bilinear_2x(v["upsample4"])[inner], rtol=1e-4, atol=1e-4)
+    if decoder == "deconv_add":
+        assert np.abs(skip2).max() > 0.1  # the addition is really there
+
+
+def test_unpool_decoder_is_unchanged_by_the_new_options():
+    # upsample_kernel only concerns the transposed convolutions.
+    with tf.Graph().as_default():
+        _build(model.SegNetConfig(variant="segnet_basic", upsample_kernel=4), shape=(1, 32, 32, 3),
+               num_classes=11)
+        assert model.count_parameters() == _expected_basic_params("unpool", 11)
+        assert not [v for v in tf.trainable_variables() if "upsample" in v.op.name]
