@@ -37,7 +37,7 @@ from scipy import ndimage
 from segnet_lib import voc
 
 #: Bump when the generator changes, so cached copies are regenerated.
-SAMPLE_VERSION = 2
+SAMPLE_VERSION = 3
 #: VOC class ids used by the sample data (background + five object classes).
 SAMPLE_CLASS_IDS = (0, 1, 7, 8, 13, 15)
 #: Pixel order of the RLE strings in the sample's ``train.csv`` / ``val.csv``.
@@ -52,7 +52,7 @@ _DONE = ".complete"
 AEROPLANE, CAR, CAT, HORSE, PERSON = 1, 7, 8, 13, 15
 _OBJECT_CLASSES = (AEROPLANE, CAR, CAT, HORSE, PERSON)
 # Width / height of each class's bounding box (the horse's comes from its image).
-_ASPECT = {AEROPLANE: 1.9, CAR: 2.0, CAT: 1.0, HORSE: 400 / 328, PERSON: 0.45}
+_ASPECT = {AEROPLANE: 1.7, CAR: 2.0, CAT: 1.0, HORSE: 400 / 328, PERSON: 0.5}
 _SUPERSAMPLE = 4  # shapes are drawn 4x larger and box-filtered: soft edges
 
 
@@ -140,7 +140,7 @@ def _shape_parts(cls: int, h: int, w: int, rng) -> dict:
         return {"body": np.clip(_resize(sil, h, w), 0, 1)}
     if cls == AEROPLANE:
         img, d, W, H = _canvas(h, w)
-        fy0, fy1 = 0.42 + j(), 0.62 + j()
+        fy0, fy1 = 0.38 + j(), 0.64 + j()
         d.ellipse([0.02 * W, fy0 * H, 0.98 * W, fy1 * H], fill=255)  # fuselage
         d.polygon([(0.36 * W, 0.56 * H), (0.6 * W, 0.56 * H),
                    ((0.47 + j(0.08)) * W, 0.98 * H), ((0.39 + j(0.05)) * W, 0.98 * H)], fill=255)
@@ -378,8 +378,9 @@ def render_scene(rng, height: int, width: int):
             instances[hidden] = 0
             continue
         cls = int(_OBJECT_CLASSES[rng.integers(len(_OBJECT_CLASSES))])
-        size = rng.uniform(0.65, 1.0) * min(h, w) if n_objects == 1 else \
-            rng.uniform(0.5, 0.85) * min(h, w)
+        # Objects fill about a quarter of the pixels, as in VOC (background ~70%).
+        size = rng.uniform(0.8, 1.15) * min(h, w) if n_objects == 1 else \
+            rng.uniform(0.55, 0.9) * min(h, w)
         if cls == PERSON:  # tall and thin: a little taller keeps its area comparable
             size = min(1.15 * size, 0.98 * h)
         aspect = _ASPECT[cls] * rng.uniform(0.85, 1.15)
@@ -531,6 +532,7 @@ def sample_root(seed: int = 0) -> Path:
     try:
         generate(tmp, seed=seed)
         (tmp / _DONE).write_text(f"segnet_lib sample data v{SAMPLE_VERSION}, seed {seed}\n")
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like ~/.cache
         if final.exists() and not (final / _DONE).exists():
             shutil.rmtree(final, ignore_errors=True)  # incomplete (made by hand?)
         try:

@@ -129,3 +129,21 @@ def test_csv_matches_the_png_masks(small_root):
         known = png_mask != 255
         assert np.array_equal(csv_mask[known], png_mask[known])
         assert (csv_mask[~known] != 255).all()
+
+
+def test_csv_dataset_feeds_the_pipeline(small_root):
+    """The seed's workflow end to end: image folder + RLE CSV -> tf.data batches."""
+    from segnet_lib import data
+    from segnet_lib._tf import tf
+
+    csv = voc.CSVSegmentation(small_root / "JPEGImages", small_root / "val.csv",
+                              order=sample_data.CSV_ORDER)
+    assert csv.ids == voc.read_split_ids(small_root, "val")
+    config = data.InputConfig(crop_size=(64, 64), batch_size=2)
+    with tf.Graph().as_default():
+        images, labels = tf.data.make_one_shot_iterator(
+            data.make_dataset(csv, config)).get_next()
+        with tf.Session() as sess:
+            x, y = sess.run([images, labels])
+    assert x.shape == (2, 64, 64, 3) and y.shape == (2, 64, 64)
+    assert set(np.unique(y)) <= set(sample_data.SAMPLE_CLASS_IDS) | {255}
