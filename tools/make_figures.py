@@ -279,12 +279,19 @@ def benchmarks() -> list[Path]:
             ax.bar_label(bars, labels=[f"{v:,.3g} {unit}" for v in rows["value"]], padding=3, fontsize=9)
             ax.invert_yaxis()  # first row (ours) on top
             faster = "shorter" if unit in ("ms", "s") else "longer"
-            ax.set_xlabel(f"{unit} ({faster} is faster)")
             ax.set_title(title, fontsize=10)
-            ax.margins(x=0.25)
+            if rows["value"].max() / rows["value"].min() > 30:
+                ax.set_xscale("log")  # else the small bars vanish
+                ax.set_xlim(rows["value"].min() / 3, rows["value"].max() * 8)  # room for labels
+                unit_note = "log scale, "
+            else:
+                ax.margins(x=0.25)
+                unit_note = ""
+            ax.set_xlabel(f"{unit} ({unit_note}{faster} is faster)")
             ax.spines[["top", "right"]].set_visible(False)
             for i, (_, row) in enumerate(rows.iterrows()):
-                ratio = "1" if i == 0 else f"{row['value'] / first:.2g}x"
+                r = row["value"] / first
+                ratio = "1" if i == 0 else (f"{r:.2g}x" if r < 10 else f"{r:,.0f}x")
                 lines.append(f"| {title if i == 0 else ''} | {row['case']} | "
                              f"{row['value']:,.4g} {unit} | {ratio} |")
         fig.tight_layout()
