@@ -109,17 +109,20 @@ def test_train_rejects_an_out_folder_with_another_config(tmp_path, capsys):
     (out / train.CONFIG_FILE).write_text(json.dumps(saved.to_dict()))
     assert exit_code(["train", "--out", str(out), "--lr", "0.5"]) == 2
     err = capsys.readouterr().err
-    assert "different config" in err and "learning_rate: 0.001 -> 0.5" in err
+    assert "different config" in err and f"learning_rate: {saved.learning_rate} -> 0.5" in err
     assert sorted(p.name for p in out.iterdir()) == [train.CONFIG_FILE]
 
 
 def test_rerun_with_only_out_uses_the_saved_config(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    saved = train.sample_recipe().replace(width_multiplier=0.125, steps=7)
+    saved = train.sample_recipe().replace(width_multiplier=0.125, steps=7, lr_schedule="constant")
     (out / train.CONFIG_FILE).write_text(json.dumps(saved.to_dict()))
     args = cli.build_parser().parse_args(["train", "--out", str(out), "--steps", "9"])
-    assert cli_train.build_config(args) == saved.replace(steps=9)
+    assert cli_train.build_config(args) == saved.replace(steps=9)  # a longer run: allowed
+    args = cli.build_parser().parse_args(["train", "--out", str(out), "--variant", "bayesian"])
+    with pytest.raises(ValueError, match="variant: 'segnet' -> 'bayesian'"):
+        cli_train.build_config(args)
 
 
 def test_recipe_defaults_follow_the_data(tmp_path):

@@ -118,7 +118,8 @@ def test_optimizers():
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("changes, word", [
-    (dict(steps=0), "steps"), (dict(variant="unet"), "variant"), (dict(optimizer="rmsprop"), "optimizer"),
+    (dict(steps=0), "steps"), (dict(variant="unet"), "variant"),
+    (dict(optimizer="rmsprop"), "optimizer"),
     (dict(learning_rate=-1.0), "learning_rate"), (dict(crop_size=(0, 32)), "crop_size"),
     (dict(model_options={"no_such_field": 1}), "no_such_field"), (dict(rle_order="X"), "rle_order"),
     (dict(batch_size=2.5), "batch_size"),
@@ -372,8 +373,9 @@ def test_sample_checkpoint_trains_once_then_reuses(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "sample_recipe", lambda variant="segnet": tiny_config(
         variant=variant, steps=2, val_every=2))
     first = train.sample_checkpoint()
-    assert first.parent == tmp_path / "checkpoints" and first.name.startswith("sample-segnet-")
+    assert first.parent == tmp_path / "checkpoints" and first.name.startswith(
+        f"sample-data{sample_data.SAMPLE_VERSION}-segnet-")
     stamp = (first / train.HISTORY_FILE).stat().st_mtime_ns
-    assert train.sample_checkpoint() == first
+    assert train.sample_checkpoint() == first == train.sample_run_dir()
     assert (first / train.HISTORY_FILE).stat().st_mtime_ns == stamp
     assert (first / train.EXPORT_DIR / train.FROZEN_GRAPH_FILE).is_file()

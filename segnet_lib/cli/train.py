@@ -53,7 +53,8 @@ def _size(text: str):
     if len(values) == 1:
         values = values * 2
     if len(values) != 2 or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHTxWIDTH with positive sizes, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected SIZE or HEIGHTxWIDTH with positive sizes, got {text!r}")
     return values
 
 
@@ -120,7 +121,8 @@ _OPTIONS = {
                                          help="checkpoints kept, besides the best one")),
     "summary_every": (("--summary-every",), dict(type=_POSITIVE_INT, metavar="N",
                                                  help="steps between TensorBoard scalars")),
-    "seed": (("--seed",), dict(type=_at_least(int, 0), help="seed of weights, data order, augmentation")),
+    "seed": (("--seed",), dict(type=_at_least(int, 0),
+                               help="seed of the weights, the data order and the augmentation")),
     "deterministic": (("--deterministic",), dict(action=argparse.BooleanOptionalAction, help=(
         "same seed + data + machine -> same loss curve (on a GPU: TF's deterministic "
         "kernels, somewhat slower)"))),
