@@ -4,7 +4,9 @@ Label maps are coloured with the VOC palette (:func:`segnet_lib.voc.colorize`),
 so a class has the same colour in every figure of the book, in the dataset's
 own PNGs and in the legends drawn here. Plot functions draw with matplotlib's
 pyplot and return the :class:`~matplotlib.figure.Figure` (a notebook shows it
-when the cell ends; end the call with ``;`` so it is not shown twice). The
+when the cell ends; end the cell with ``plt.show()`` rather than a bare call, or
+the returned figure is shown twice; a trailing ``;`` does not prevent that under
+nbval, which runs cells without IPython's history). The
 interactive :class:`Browser` draws on bare figures instead, because figures
 created by pyplot inside widget callbacks pile up and reappear at the next cell.
 """
@@ -227,9 +229,9 @@ def _as_labels(prediction) -> np.ndarray:
 
 def plot_predictions(images, labels, predictions, uncertainties=None,
                      titles: Optional[Sequence[str]] = None,
-                     class_names: Sequence[str] = voc.VOC_CLASSES, alpha: float = 1.0,
-                     uncertainty_name: str = "uncertainty", legend: bool = True,
-                     ignore_label: int = voc.IGNORE_LABEL) -> Figure:
+                     class_names: Sequence[str] = voc.VOC_CLASSES, alpha: float = 0.7,
+                     transparent: Sequence[int] = (0,), uncertainty_name: str = "uncertainty",
+                     legend: bool = True, ignore_label: int = voc.IGNORE_LABEL) -> Figure:
     """Image | ground truth | prediction | errors (| uncertainty), one row per image.
 
     Args:
@@ -241,6 +243,8 @@ def plot_predictions(images, labels, predictions, uncertainties=None,
         titles: one label per row (e.g. the image id and its score).
         class_names: names indexed by class id, for the legend.
         alpha: opacity of the label colours over the image (1: colours only).
+        transparent: classes left unpainted (default: background, whose palette
+            colour is black and would hide the photo); () paints every class.
         uncertainty_name: title of the uncertainty column.
         legend: add a legend of the classes that appear.
         ignore_label: the void value of the labels.
@@ -265,18 +269,19 @@ def plot_predictions(images, labels, predictions, uncertainties=None,
     for i, (image, label, pred) in enumerate(zip(images, labels, predictions)):
         image = _check_image(image, pred)
         present.update(np.unique(pred).tolist())
-        row = [image, None, overlay(image, pred, alpha), None]
+        row = [image, None, overlay(image, pred, alpha, transparent), None]
         if label is not None:
             present.update(np.unique(label).tolist())
-            row[1] = overlay(image, label, alpha)
+            row[1] = overlay(image, label, alpha, transparent)
             row[3] = error_overlay(image, label, pred, ignore_label=ignore_label)
         if uncertainties is not None:
             row.append(np.asarray(uncertainties[i], np.float32))
         rows.append(row)
     figure = show_grid(rows, columns, titles)
     if legend:
-        class_legend(figure, present, class_names, loc="outside lower center",
-                     ncol=min(8, max(1, len(present))))
+        shown = present - set(transparent)
+        class_legend(figure, shown, class_names, loc="outside lower center",
+                     ncol=min(8, max(1, len(shown))))
     return figure
 
 
@@ -522,12 +527,14 @@ class Browser:
         index: the first image shown.
         alpha: the first overlay opacity.
         ignore_label: the void value of the masks.
+        transparent: classes left unpainted in the overlays (default: background).
     """
 
     PANELS = ("ground truth", "prediction", "errors", "uncertainty")
 
     def __init__(self, dataset, predict: Callable, class_names: Sequence[str] = voc.VOC_CLASSES,
-                 index: int = 0, alpha: float = 0.6, ignore_label: int = voc.IGNORE_LABEL):
+                 index: int = 0, alpha: float = 0.6, ignore_label: int = voc.IGNORE_LABEL,
+                 transparent: Sequence[int] = (0,)):
         import ipywidgets as widgets
 
         if len(dataset) == 0:
@@ -538,6 +545,7 @@ class Browser:
         self.predict = predict
         self.class_names = class_names
         self.ignore_label = ignore_label
+        self.transparent = tuple(transparent)
         self._cache = {}
         self.figure: Optional[Figure] = None
         self.index = widgets.IntSlider(value=index, min=0, max=len(dataset) - 1,
@@ -596,9 +604,9 @@ class Browser:
         panels, titles = [image], ["image"]
         for name in self.shown_panels():
             if name == "ground truth":
-                panels.append(overlay(image, mask, alpha))
+                panels.append(overlay(image, mask, alpha, self.transparent))
             elif name == "prediction":
-                panels.append(overlay(image, prediction, alpha))
+                panels.append(overlay(image, prediction, alpha, self.transparent))
             elif name == "errors":
                 panels.append(error_overlay(image, mask, prediction, alpha, self.ignore_label))
             elif name == "uncertainty":
@@ -610,7 +618,8 @@ class Browser:
         figure = Figure()
         show_grid([panels], titles, figure=figure,
                   suptitle=f"{self.image_id(i)}  (#{i}, pixel accuracy {accuracy:.3f})")
-        present = set(np.unique(mask).tolist()) | set(np.unique(prediction).tolist())
+        present = (set(np.unique(mask).tolist()) | set(np.unique(prediction).tolist())) \
+            - set(self.transparent)
         class_legend(figure, present, self.class_names, loc="outside lower center",
                      ncol=min(8, len(present)))
         self.figure = figure
@@ -629,6 +638,7 @@ class Browser:
 
 
 def browser(dataset, predict: Callable, class_names: Sequence[str] = voc.VOC_CLASSES,
-            index: int = 0, alpha: float = 0.6) -> Browser:
+            index: int = 0, alpha: float = 0.6, transparent: Sequence[int] = (0,)) -> Browser:
     """Builds a :class:`Browser` (display it as the last expression of a cell)."""
-    return Browser(dataset, predict, class_names, index=index, alpha=alpha)
+    return Browser(dataset, predict, class_names, index=index, alpha=alpha,
+                   transparent=transparent)

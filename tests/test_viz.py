@@ -109,10 +109,15 @@ def test_plot_predictions_panels(sample):
     panels = [ax for ax in fig.axes if ax.images]
     assert len(panels) == 8
     assert [ax.get_title() for ax in panels[:4]] == ["image", "ground truth", "prediction", "errors"]
-    np.testing.assert_array_equal(panels[1].images[0].get_array(), viz.overlay(image, label, 0.7))
-    np.testing.assert_array_equal(panels[6].images[0].get_array(), viz.overlay(image, pred, 0.7))
+    # background is left transparent by default, so it has no legend entry
+    np.testing.assert_array_equal(panels[1].images[0].get_array(),
+                                  viz.overlay(image, label, 0.7, transparent=(0,)))
+    np.testing.assert_array_equal(panels[6].images[0].get_array(),
+                                  viz.overlay(image, pred, 0.7, transparent=(0,)))
     assert panels[4].get_ylabel() == "second"
-    assert legend_texts(fig) == ["background", "cat", "person", "void"]
+    assert legend_texts(fig) == ["cat", "person", "void"]
+    painted = viz.plot_predictions([image], [label], [pred], transparent=())
+    assert legend_texts(painted) == ["background", "cat", "person", "void"]
 
 
 def test_plot_predictions_with_uncertainty_and_errors(sample, rng):
@@ -234,7 +239,9 @@ def test_browser_widgets_and_callbacks(rng):
     assert panel_titles(b.figure) == ["image", "ground truth", "prediction"]
     b.alpha.value = 1.0
     gt_panel = [ax for ax in b.figure.axes if ax.get_title() == "ground truth"][0]
-    np.testing.assert_array_equal(gt_panel.images[0].get_array(), voc.colorize(label))
+    np.testing.assert_array_equal(gt_panel.images[0].get_array(),
+                                  viz.overlay(split[2][0], label, 1.0, transparent=(0,)))
+    assert (gt_panel.images[0].get_array()[label == 3] == voc.VOC_COLORMAP[3]).all()
     b.index.value = 0  # cached: no new prediction
     assert len(calls) == 2
 
