@@ -15,7 +15,9 @@ Each framework runs in its own child process, so that the peak resident
 memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) of one does not hide
 the other's; the children alternate for ``--rounds`` rounds, so a busy
 machine slows both alike. Both use every core the process may run on.
-Reported: images/s of the median and of the fastest step, and the ratio.
+Reported: images/s of the median and of the fastest step, CPU seconds per image
+(all threads; less sensitive to other processes than the wall clock), and the
+ratios; > 1 means segnet_lib is faster.
 
 Usage: python benchmarks/bench_train.py [--steps N] [--rounds N] [--batch 4] [--size 224]
 """
@@ -73,11 +75,13 @@ def run_tf(batch, size, steps):
     with tf.Session(graph=graph, config=train.session_config()) as sess:
         sess.run(init)
         sess.run(step.train_op)  # warm-up: allocation, graph optimisation
+        cpu = time.process_time()
         for _ in range(steps):
             start = time.perf_counter()
             sess.run(step.train_op)
             times.append(time.perf_counter() - start)
-    return {"params": params, "times": times, "rss_import_mb": rss_import, "rss_peak_mb": _rss_mb(),
+        cpu = time.process_time() - cpu
+    return {"params": params, "times": times, "cpu_seconds": cpu, "rss_import_mb": rss_import, "rss_peak_mb": _rss_mb(),
             "version": tf.__version__ if hasattr(tf, "__version__") else ""}
 
 
@@ -162,11 +166,13 @@ def run_torch(batch, size, steps):
 
     step()  # warm-up
     times = []
+    cpu = time.process_time()
     for _ in range(steps):
         start = time.perf_counter()
         step()
         times.append(time.perf_counter() - start)
-    return {"params": params, "times": times, "rss_import_mb": rss_import, "rss_peak_mb": _rss_mb(),
+    cpu = time.process_time() - cpu
+    return {"params": params, "times": times, "cpu_seconds": cpu, "rss_import_mb": rss_import, "rss_peak_mb": _rss_mb(),
             "version": torch.__version__}
 
 
@@ -209,17 +215,21 @@ def main():
             "name": f"segnet_lib (TensorFlow {runs[0]['version']})" if framework == "tf"
             else f"PyTorch {runs[0]['version']}",
             "params": runs[0]["params"], "median": args.batch / np.median(times),
+            "cpu_per_image": sum(r["cpu_seconds"] for r in runs) / (times.size * args.batch),
             "best": args.batch / times.min(), "peak": max(r["rss_peak_mb"] for r in runs),
             "import": max(r["rss_import_mb"] for r in runs)}
     print(f"{'':34s} {'params':>11s} {'img/s median':>13s} {'img/s best':>11s} "
-          f"{'peak RSS MB':>12s} {'after import':>13s}")
+          f"{'CPU s/img':>10s} {'peak RSS MB':>12s} {'after import':>13s}")
     for row in rows.values():
         print(f"{row['name']:34s} {row['params']:11,d} {row['median']:13.2f} {row['best']:11.2f} "
-              f"{row['peak']:12.0f} {row['import']:13.0f}")
+              f"{row['cpu_per_image']:10.2f} {row['peak']:12.0f} {row['import']:13.0f}")
     if len(rows) == 2:
         tf_row, torch_row = rows["tf"], rows["torch"]
         ratio = tf_row["median"] / torch_row["median"]
-        print(f"\nspeed ratio TF / PyTorch (median images/s): {ratio:.2f}")
+        print(f"\nspeed ratio TF / PyTorch (median images/s): {ratio:.2f}; "
+              f"(fastest step): {tf_row['best'] / torch_row['best']:.2f}; "
+              f"(CPU seconds per image, PyTorch / TF): "
+              f"{torch_row['cpu_per_image'] / tf_row['cpu_per_image']:.2f}")
         print(f"peak memory ratio TF / PyTorch: {tf_row['peak'] / torch_row['peak']:.2f}")
         if tf_row["params"] != torch_row["params"]:
             print(f"WARNING: parameter counts differ ({tf_row['params']:,} vs {torch_row['params']:,})")

@@ -992,6 +992,8 @@ def train(config: TrainConfig, out_dir, progress: bool = True, export: bool = Tr
         log(device_report())
         if start_step:
             log(f"Resuming {run_dir} from step {start_step} of {config.steps}")
+            # Rows logged after that checkpoint (before a crash) are redone.
+            _write_history(run_dir / HISTORY_FILE, history)
 
         graph = tf.Graph()
         with graph.as_default(), contextlib.ExitStack() as stack:
@@ -1006,7 +1008,8 @@ def train(config: TrainConfig, out_dir, progress: bool = True, export: bool = Tr
 
                 init_fn = vgg.load_vgg16(config.vgg16_weights)
             graph.finalize()  # nothing may add ops inside the loop (a slow leak otherwise)
-            writer = tf.summary.FileWriter(str(run_dir / SUMMARY_DIR), graph if not start_step else None)
+            writer = tf.summary.FileWriter(str(run_dir / SUMMARY_DIR),
+                                           graph if not start_step else None)
             checkpoints = _Checkpoints(run_dir, g.saver, config.keep_last)
             try:
                 with tf.Session(config=session_config()) as sess, _StopSignals() as stop:
@@ -1200,7 +1203,7 @@ def export_model(run_dir, out=None, checkpoint: str = "best", format: str = "fro
     Returns:
         The destination folder.
     """
-    from segnet_lib import voc
+    from segnet_lib import set_seed, voc
 
     if format not in EXPORT_FORMATS:
         raise ValueError(f"format={format!r}; expected one of {EXPORT_FORMATS}")
@@ -1221,8 +1224,6 @@ def export_model(run_dir, out=None, checkpoint: str = "best", format: str = "fro
     out = Path(out) if out is not None else run_dir / EXPORT_DIR
     meta_path = Path(prefix).parent / META_FILE
     step = json.loads(meta_path.read_text())["step"] if meta_path.is_file() else None
-    from segnet_lib import set_seed
-
     graph = tf.Graph()
     with graph.as_default():
         # Seeded: the Bayesian variant's dropout samples repeat in a new session.
