@@ -246,6 +246,11 @@ def palette() -> Path:
     return _save(fig, "voc_palette")
 
 
+def _number(v: float) -> str:
+    """3 significant digits, without scientific notation for large values."""
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+
+
 def benchmarks() -> list[Path]:
     """Bar charts and a Markdown table of book/figures/benchmarks.csv.
 
@@ -276,24 +281,26 @@ def benchmarks() -> list[Path]:
             unit, title, first = unit[0], rows["benchmark"].iloc[0], rows["value"].iloc[0]
             colors = [COLORS["unpool"]] + [COLORS["conv"]] * (len(rows) - 1)
             bars = ax.barh(rows["case"], rows["value"], color=colors)
-            ax.bar_label(bars, labels=[f"{v:,.3g} {unit}" for v in rows["value"]], padding=3, fontsize=9)
+            ax.bar_label(bars, labels=[f"{_number(v)} {unit}" for v in rows["value"]], padding=3, fontsize=9)
             ax.invert_yaxis()  # first row (ours) on top
-            faster = "shorter" if unit in ("ms", "s") else "longer"
+            better = {"ms": "shorter is faster", "s": "shorter is faster",
+                      "CPU s per image": "shorter is faster", "MB": "shorter is less memory"}
+            better = better.get(unit, "longer is faster")
             ax.set_title(title, fontsize=10)
             if rows["value"].max() / rows["value"].min() > 30:
                 ax.set_xscale("log")  # else the small bars vanish
                 ax.set_xlim(rows["value"].min() / 3, rows["value"].max() * 8)  # room for labels
                 unit_note = "log scale, "
             else:
-                ax.margins(x=0.25)
+                ax.margins(x=0.3)
                 unit_note = ""
-            ax.set_xlabel(f"{unit} ({unit_note}{faster} is faster)")
+            ax.set_xlabel(f"{unit} ({unit_note}{better})")
             ax.spines[["top", "right"]].set_visible(False)
             for i, (_, row) in enumerate(rows.iterrows()):
                 r = row["value"] / first
                 ratio = "1" if i == 0 else (f"{r:.2g}x" if r < 10 else f"{r:,.0f}x")
                 lines.append(f"| {title if i == 0 else ''} | {row['case']} | "
-                             f"{row['value']:,.4g} {unit} | {ratio} |")
+                             f"{_number(row['value'])} {unit} | {ratio} |")
         fig.tight_layout()
         paths.append(_save(fig, f"bench_{figure}"))
     out = FIGURES / "benchmarks_table.md"
