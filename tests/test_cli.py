@@ -4,8 +4,10 @@ Resumption is tested the hard way: a training process is killed with SIGKILL
 (no chance to clean up) and the same command is run again; another gets
 SIGINT (Ctrl-C) and must save a checkpoint before it exits.
 """
+import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,6 +80,39 @@ def test_predict_help_explains_every_option(capsys):
     text = capsys.readouterr().out
     for flag in ("--checkpoint", "--out", "--which", "--rle-order", "--mc-samples", "IMAGE"):
         assert flag in text
+
+
+@pytest.mark.parametrize("parse, text, expected", [
+    (cli.at_least(int, 1), "3", 3),
+    (cli.at_least(float, 0), "0", 0.0),
+    (cli.image_size, "320", (320, 320)),
+    (cli.image_size, "320X480", (320, 480)),
+])
+def test_shared_argument_types_accept(parse, text, expected):
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize("parse, text, message", [
+    (cli.at_least(int, 1), "0", "must be >= 1, got 0"),
+    (cli.at_least(float, 0), "-0.5", "must be >= 0, got -0.5"),
+    (cli.at_least(float, 0), "nan", "must be >= 0, got nan"),  # NaN fails every comparison
+    (cli.image_size, "0x32", "positive sizes"),
+    (cli.image_size, "32x32x3", "positive sizes"),
+    (cli.image_size, "big", "expected SIZE or HEIGHTxWIDTH, got 'big'"),
+])
+def test_shared_argument_types_refuse_with_the_value(parse, text, message):
+    with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):
+        parse(text)
+
+
+@pytest.mark.parametrize("command, extra, message", [
+    ("sample-data", ["--num-train", "0"], "--num-train: must be >= 1, got 0"),
+    ("study", ["--steps", "-2"], "--steps: must be >= 1, got -2"),
+    ("evaluate", ["--checkpoint", "x", "--limit", "0"], "--limit: must be >= 1, got 0"),
+])
+def test_every_command_uses_the_shared_checks(capsys, command, extra, message):
+    assert exit_code([command, *extra]) == 2
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra, message", [

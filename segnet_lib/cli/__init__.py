@@ -21,6 +21,38 @@ COMMANDS = {
 }
 
 
+# Argument types shared by the commands (argparse calls them on the raw text).
+
+def at_least(cast, minimum):
+    """An argparse ``type`` that converts with ``cast`` and refuses values below ``minimum``.
+
+    Example: ``parser.add_argument("--steps", type=at_least(int, 1))``; ``--steps 0``
+    exits with ``argument --steps: must be >= 1, got 0``.
+    """
+    def parse(text: str):
+        value = cast(text)
+        if not value >= minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        return value
+    parse.__name__ = cast.__name__  # argparse names the type in its messages
+    return parse
+
+
+def image_size(text: str):
+    """An argparse ``type``: ``'320'`` or ``'320x480'`` (height x width) -> ``(h, w)``."""
+    parts = text.lower().split("x")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHTxWIDTH, got {text!r}") from None
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected SIZE or HEIGHTxWIDTH with positive sizes, got {text!r}")
+    return values
+
+
 def _available_commands():
     for name, module in COMMANDS.items():
         try:

@@ -15,18 +15,9 @@ import json
 import math
 from pathlib import Path
 
+from segnet_lib.cli import at_least
+
 HELP = "score a checkpoint on a dataset split (accuracy, IoU, BF) and write CSV + JSON"
-
-
-def _at_least(cast, minimum):
-    """An argparse ``type`` that converts with ``cast`` and refuses values below ``minimum``."""
-    def parse(text: str):
-        value = cast(text)
-        if not value >= minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
-        return value
-    parse.__name__ = cast.__name__  # argparse names the type in its messages
-    return parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,17 +30,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="VOC root or a folder above it; unset: $SEGNET_VOC_ROOT if set, "
                              "else the sample data")
     parser.add_argument("--split", default="val", help="split to score (ImageSets/Segmentation)")
-    parser.add_argument("--limit", type=_at_least(int, 1), default=None,
+    parser.add_argument("--limit", type=at_least(int, 1), default=None,
                         help="score only the first N images")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="where to write the results; unset: <run folder>/eval-<split>")
-    parser.add_argument("--tolerance", type=_at_least(float, 0), default=None,
+    parser.add_argument("--tolerance", type=at_least(float, 0), default=None,
                         help="boundary F1 tolerance in pixels; unset: 0.75%% of each image's diagonal")
     parser.add_argument("--no-boundary", action="store_true",
                         help="skip the boundary F1 score (faster on large images)")
-    parser.add_argument("--mc-samples", type=_at_least(int, 1), default=None,
+    parser.add_argument("--mc-samples", type=at_least(int, 1), default=None,
                         help="Bayesian SegNet: average this many MC dropout passes")
-    parser.add_argument("--decimals", type=_at_least(int, 1), default=3, help="decimals in the printed tables")
+    parser.add_argument("--decimals", type=at_least(int, 1), default=3, help="decimals in the printed tables")
 
 
 def _json_ready(value):

@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from segnet_lib.cli.evaluate import _at_least
+from segnet_lib.cli import at_least
 
 HELP = "segment images with a trained model: coloured PNG masks + an RLE CSV"
 
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default="segnet", help="with --checkpoint sample: which sample model")
     parser.add_argument("--rle-order", choices=("C", "F"), default="C", help=(
         "pixel order of the CSV's RLE strings: C = row-major, F = column-major"))
-    parser.add_argument("--mc-samples", type=_at_least(int, 1), default=None, metavar="N", help=(
+    parser.add_argument("--mc-samples", type=at_least(int, 1), default=None, metavar="N", help=(
         "Bayesian SegNet: predict the mean of N Monte Carlo dropout passes"))
 
 

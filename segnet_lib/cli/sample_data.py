@@ -7,32 +7,20 @@ from __future__ import annotations
 
 import argparse
 
+from segnet_lib.cli import at_least
+
 HELP = "generate the small sample dataset (VOC layout + RLE CSV)"
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds this command's options to ``parser``."""
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="folder to write (default: the shared cache, see above)")
-    parser.add_argument("--seed", type=_non_negative, default=0,
+    parser.add_argument("--seed", type=at_least(int, 0), default=0,
                         help="dataset seed; the same seed gives the same files")
-    parser.add_argument("--num-train", type=_positive, default=None,
+    parser.add_argument("--num-train", type=at_least(int, 1), default=None,
                         help="training images (default 300; only with --out)")
-    parser.add_argument("--num-val", type=_positive, default=None,
+    parser.add_argument("--num-val", type=at_least(int, 1), default=None,
                         help="validation images (default 100; only with --out)")
 
 

@@ -31,31 +31,17 @@ import sys
 from pathlib import Path
 
 # Shared argparse types (one definition for every command).
-from segnet_lib.cli.evaluate import _at_least
+from segnet_lib.cli import at_least, image_size
 
 HELP = "train SegNet (resumes when --out holds a run); see --help for every option"
 
 RECIPES = ("sample-cpu", "voc-gpu")
 
 
-_POSITIVE_INT = _at_least(int, 1)
+_POSITIVE_INT = at_least(int, 1)
 # Strictly positive floats are checked by TrainConfig (a 0 learning rate is refused there).
-_NON_NEGATIVE_FLOAT = _at_least(float, 0)
+_NON_NEGATIVE_FLOAT = at_least(float, 0)
 
-
-def _size(text: str):
-    """'320' or '320x480' (height x width)."""
-    parts = text.lower().split("x")
-    try:
-        values = tuple(int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected SIZE or HEIGHTxWIDTH, got {text!r}") from None
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or min(values) < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected SIZE or HEIGHTxWIDTH with positive sizes, got {text!r}")
-    return values
 
 
 # TrainConfig field -> (flags, argparse keywords). Defaults are None: "from the
@@ -87,7 +73,7 @@ _OPTIONS = {
     "vgg16_weights": (("--vgg16",), dict(metavar="FILE", help=(
         "VGG16 ImageNet weights (.h5 or .npz) to initialise the encoder, as the paper "
         "did (segnet and bayesian variants, width 1)"))),
-    "crop_size": (("--crop-size",), dict(type=_size, metavar="HxW", help="training crop size")),
+    "crop_size": (("--crop-size",), dict(type=image_size, metavar="HxW", help="training crop size")),
     "batch_size": (("--batch-size",), dict(type=_POSITIVE_INT, metavar="B", help="images per step")),
     "min_scale": (("--min-scale",), dict(type=_NON_NEGATIVE_FLOAT, metavar="S",
                                          help="smallest random rescaling before cropping")),
@@ -95,7 +81,7 @@ _OPTIONS = {
                                          help="largest random rescaling before cropping")),
     "flip": (("--flip",), dict(action=argparse.BooleanOptionalAction,
                                help="random horizontal flips")),
-    "resize_to": (("--resize-to",), dict(type=_size, metavar="HxW",
+    "resize_to": (("--resize-to",), dict(type=image_size, metavar="HxW",
                                          help="resize every image to this size first (default: keep)")),
     "cache_images": (("--cache-images",), dict(action=argparse.BooleanOptionalAction, help=(
         "keep decoded images in memory after the first epoch (small datasets)"))),
@@ -121,7 +107,7 @@ _OPTIONS = {
                                          help="checkpoints kept, besides the best one")),
     "summary_every": (("--summary-every",), dict(type=_POSITIVE_INT, metavar="N",
                                                  help="steps between TensorBoard scalars")),
-    "seed": (("--seed",), dict(type=_at_least(int, 0),
+    "seed": (("--seed",), dict(type=at_least(int, 0),
                                help="seed of the weights, the data order and the augmentation")),
     "deterministic": (("--deterministic",), dict(action=argparse.BooleanOptionalAction, help=(
         "same seed + data + machine -> same loss curve (on a GPU: TF's deterministic "
