@@ -1,0 +1,132 @@
+"""The paper's decoder study (Table 1), small: train every decoder the same way and compare.
+
+Trains SegNet-Basic's encoder with each decoder (unpool = SegNet-Basic,
+deconv_add = FCN-Basic, deconv = FCN-Basic-NoAddition, bilinear =
+Bilinear-Interpolation) on the same data, schedule and seed, scores the final
+weights on the validation split (global and class-average accuracy, mean IoU,
+boundary F1), and measures parameters, the bytes each decoder keeps from the
+encoder per image (int64 indices / float32 maps, and with 2-bit indices) and
+the inference time per image. Prints the table next to the paper's numbers and
+writes results.csv (and study.json) to --out. Finished runs in --out are
+reused, so rerunning only scores and times again.
+
+Recipes:
+  cpu    SegNet-Basic at a quarter width (16 features) on 64x64 crops of the
+         sample data, Adam at 2e-3 decaying to 0, 600 steps per decoder: about
+         4-5 minutes for the four decoders on a quiet 2-core CPU (notebook 07).
+  paper  64 features, SGD 0.1 with momentum 0.9, batch 12, 20000 steps on
+         224x224 crops of $SEGNET_VOC_ROOT (or the sample data): a GPU job.
+
+Examples:
+  python -m segnet_lib study --out runs/study
+  python -m segnet_lib study --out runs/study --decoders unpool,deconv_add --steps 600
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from segnet_lib.cli import at_least, image_size
+
+_positive_int = at_least(int, 1)
+
+HELP = "the decoder study: train each decoder variant alike, compare accuracy, memory and time"
+
+
+def _decoders(text: str):
+    from segnet_lib import model
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in model.DECODERS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown decoder(s) {unknown or text!r}; choose from {','.join(model.DECODERS)}")
+    return names
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds this command's options to ``parser``."""
+    from segnet_lib import study
+
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="folder of the runs and results.csv; unset: a cache folder named "
+                             "after the recipe ($SEGNET_CACHE_DIR/studies/decoders-HASH)")
+    parser.add_argument("--recipe", choices=("cpu", "paper"), default="cpu",
+                        help="the training recipe every decoder shares (see above)")
+    parser.add_argument("--decoders", type=_decoders, default=study.DEFAULT_DECODERS,
+                        metavar="LIST", help="comma-separated SegNetConfig.decoder values")
+    parser.add_argument("--data", default=None, metavar="{sample,DIR}",
+                        help="'sample' or a VOC-layout folder; unset: the recipe's")
+    parser.add_argument("--steps", type=_positive_int, default=None,
+                        help="training steps per decoder; unset: the recipe's")
+    parser.add_argument("--width", type=at_least(float, 0.01), default=None,
+                        help="width multiplier of SegNet-Basic's 64 features; unset: the recipe's")
+    parser.add_argument("--crop", type=image_size, default=None, metavar="SIZE",
+                        help="training crop, SIZE or HxW; unset: the recipe's")
+    parser.add_argument("--batch-size", type=_positive_int, default=None,
+                        help="images per step; unset: the recipe's")
+    parser.add_argument("--seed", type=int, default=None, help="seed; unset: the recipe's (0)")
+    parser.add_argument("--eval-limit", type=_positive_int, default=None,
+                        help="score only the first N validation images; unset: all")
+    parser.add_argument("--memory-size", type=image_size, default=(360, 480), metavar="HxW",
+                        help="image size at which the stored state is counted (the paper's 360x480)")
+    parser.add_argument("--timing-repeats", type=_positive_int, default=10,
+                        help="timed inference rounds per decoder (median reported)")
+    parser.add_argument("--progress", action="store_true", help="show training progress bars")
+
+
+def _recipe(args):
+    from segnet_lib import study
+
+    config = study.study_recipe(args.recipe)
+    changes = {}
+    if args.data is not None:
+        changes["data"] = args.data
+    if args.steps is not None:
+        changes.update(steps=args.steps, val_every=args.steps, checkpoint_every=args.steps,
+                       summary_every=args.steps)
+    if args.width is not None:
+        changes["width_multiplier"] = args.width
+    if args.crop is not None:
+        changes["crop_size"] = args.crop
+    if args.batch_size is not None:
+        changes["batch_size"] = args.batch_size
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    return config.replace(**changes)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the study, prints the tables and writes results.csv; returns 0."""
+    import pandas as pd
+
+    from segnet_lib import setup, study
+
+    try:
+        config = _recipe(args)
+    except ValueError as err:
+        args._parser.error(str(err))
+    if config.data != "sample" and not Path(config.data).exists():
+        args._parser.error(f"--data {config.data}: no such folder")
+    setup(seed=config.seed, verbose=False)
+    out_dir = Path(args.out) if args.out else study.study_dir(config, args.decoders)
+    try:
+        table = study.run_study(config, out_dir, decoders=args.decoders,
+                                memory_size=args.memory_size, eval_limit=args.eval_limit,
+                                timing_repeats=args.timing_repeats, progress=args.progress)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    shown = table.copy()
+    for column in ("state_bytes", "state_bytes_2bit"):
+        shown[column.replace("bytes", "MB")] = shown.pop(column) / 1e6
+    shown = shown.drop(columns=["index_bytes", "feature_bytes"])
+    with pd.option_context("display.width", 160, "display.max_columns", 30):
+        print(f"\nDecoder study ({config.steps} steps each, state at "
+              f"{args.memory_size[0]}x{args.memory_size[1]}):\n")
+        print(shown.round(3).to_string(), end="\n\n")
+        print("Next to the paper's Table 1 (CamVid test, percent):\n")
+        print(study.paper_comparison(table).round(1).to_string())
+    print(f"\nwrote {out_dir / study.RESULTS_FILE}")
+    return 0
