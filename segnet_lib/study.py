@@ -114,9 +114,11 @@ def study_recipe(size: str = "cpu"):
             kernels) on 64x64 crops of the sample data (rescaled by 0.5-1.0
             first, so a crop sees most of a 96-128 pixel scene), batch 8, Adam
             at 2e-3 decaying to 0 (poly), no weight decay, median-frequency
-            class weights, 600 steps (16 epochs): about 4-5 minutes for all
-            four decoders on a quiet 2-core CPU (8-13 on a busy one). The decay makes the last weights a
-            settled model rather than one point of a noisy trajectory. ``'paper'``: the paper's Table 1 setting as far as a
+            class weights, 600 steps (16 epochs): 4 minutes of training
+            for the four decoders on a quiet 2-core CPU (254 s measured),
+            6 minutes with scoring and timing. The decay makes the last
+            weights a settled model rather than one point of a noisy
+            trajectory. ``'paper'``: the paper's Table 1 setting as far as a
             :class:`~segnet_lib.train.TrainConfig` says it: 64 features, SGD
             with momentum 0.9 at a fixed 0.1, batch 12, weight decay 5e-4,
             median-frequency weights, 20000 steps on 224x224 crops of

@@ -13,7 +13,7 @@ reused, so rerunning only scores and times again.
 Recipes:
   cpu    SegNet-Basic at a quarter width (16 features) on 64x64 crops of the
          sample data, Adam at 2e-3 decaying to 0, 600 steps per decoder: about
-         4-5 minutes for the four decoders on a quiet 2-core CPU (notebook 07).
+         6 minutes for the four decoders on a quiet 2-core CPU (notebook 07).
   paper  64 features, SGD 0.1 with momentum 0.9, batch 12, 20000 steps on
          224x224 crops of $SEGNET_VOC_ROOT (or the sample data): a GPU job.
 
