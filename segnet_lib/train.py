@@ -27,7 +27,8 @@ validation mean IoU.
 
 The loop restores the global step, the optimiser's slots (momentum, Adam
 moments), the learning rate (a function of the step) and the history from the
-newest checkpoint; the input pipeline skips the batches already seen, so with
+newest checkpoint; the input pipeline starts at the next batch without reading
+the ones already seen (``data.make_dataset(start_batch=...)``), so with
 ``deterministic=True`` a resumed run follows the same curve as one that was
 never interrupted. Ctrl-C (SIGINT) or SIGTERM saves a checkpoint and then
 stops; a NaN or infinite loss stops with a message naming the step and leaves
@@ -852,11 +853,11 @@ def _build_graph(config: TrainConfig, train_set, val_set, class_weights, start_s
     model_config = config.model_config()
 
     with tf.name_scope("input"):
-        train_ds = data.make_dataset(train_set, config.input_config(True), training=True)
-        if start_step:
-            # Same batches as an uninterrupted run: the pipeline numbers its
-            # elements, and the augmentation depends only on (seed, number).
-            train_ds = train_ds.skip(start_step)
+        # Resuming at start_step gives the batches an uninterrupted run would
+        # (the pipeline numbers its elements; augmentation depends only on
+        # (seed, number)), without reading the ones already trained on.
+        train_ds = data.make_dataset(train_set, config.input_config(True), training=True,
+                                     start_batch=start_step)
         images, labels = tf.data.make_one_shot_iterator(train_ds).get_next()
         val_ds = data.make_dataset(val_set, config.input_config(False), training=False)
         if config.val_images:

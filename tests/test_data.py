@@ -162,6 +162,41 @@ def test_cache_gives_the_same_stream(rng):
         assert np.array_equal(ya, yb) and np.array_equal(xa, xb)
 
 
+@pytest.mark.parametrize("cache", [False, True])
+def test_start_batch_continues_the_stream_exactly(rng, cache):
+    # A resumed training run must see the batches an uninterrupted one would.
+    pairs = coloured_pairs(rng, [(20 + 4 * k, 24) for k in range(5)])
+    config = data.InputConfig(crop_size=(16, 16), batch_size=2, seed=3, cache=cache)
+    whole = in_graph(lambda: run(data.make_dataset(ListDataset(pairs), config), 9))
+    resumed = in_graph(lambda: run(data.make_dataset(ListDataset(pairs), config,
+                                                     start_batch=6), 3))
+    for (xa, ya), (xb, yb) in zip(whole[6:], resumed, strict=True):
+        assert np.array_equal(xa, xb) and np.array_equal(ya, yb)
+
+
+def test_start_batch_does_not_read_the_skipped_images(rng):
+    class Counting(ListDataset):
+        reads = 0
+
+        def __getitem__(self, i):
+            Counting.reads += 1
+            return super().__getitem__(i)
+
+    pairs = coloured_pairs(rng, [(20, 20)] * 4)
+    config = data.InputConfig(crop_size=(16, 16), batch_size=2, num_parallel_calls=1)
+    in_graph(lambda: run(data.make_dataset(Counting(pairs), config, start_batch=500), 1))
+    # 2 images for the batch, plus what the prefetch reads ahead; skipping
+    # after reading would have read 1,000 first.
+    assert 2 <= Counting.reads <= 2 + 2 * (config.prefetch + 2)
+
+
+def test_start_batch_errors():
+    with pytest.raises(ValueError, match="start_batch=-1"):
+        data.make_dataset(ListDataset([None]), start_batch=-1)
+    with pytest.raises(ValueError, match="start_batch=3"):
+        data.make_dataset(ListDataset([None]), training=False, start_batch=3)
+
+
 def test_read_errors_surface_with_the_file_name(tmp_path):
     from segnet_lib.voc import read_image
 
