@@ -265,6 +265,43 @@ def test_predict_writes_coloured_masks_and_an_rle_csv(killed_then_resumed, tmp_p
         np.testing.assert_array_equal(decoded[stem], labels)
 
 
+def test_export_writes_models_that_predict_alike(killed_then_resumed, tmp_path, capsys):
+    run = killed_then_resumed[0]
+    frozen, saved = tmp_path / "frozen", tmp_path / "saved"
+    assert cli.main(["export", "--checkpoint", str(run), "--which", "latest",
+                     "--out", str(frozen)]) == 0
+    assert cli.main(["export", "--checkpoint", str(run), "--which", "latest",
+                     "--format", "saved_model", "--out", str(saved)]) == 0
+    assert f"exported (saved_model) to {saved}" in capsys.readouterr().out
+    latest = os.path.relpath(train.latest_checkpoint(run), run)
+    for folder in (frozen, saved):
+        info = json.loads((folder / train.EXPORT_INFO_FILE).read_text())
+        assert info["checkpoint"] == latest and info["step"] == 30
+    assert (frozen / train.FROZEN_GRAPH_FILE).is_file() and (saved / "saved_model.pb").is_file()
+    image = voc.read_image(voc.VOCSegmentation(sample_data.sample_root(), "val").image_path(0))
+    with train.load_predictor(frozen) as a, train.load_predictor(saved) as b:
+        # Same weights; TensorFlow folds the frozen graph's constants (batch norm
+        # into the convolutions), which changes float rounding, not the model.
+        np.testing.assert_allclose(a.predict(image), b.predict(image), atol=1e-4)
+    # A prediction through the command uses the export as given.
+    assert cli.main(["predict", str(voc.VOCSegmentation(sample_data.sample_root(), "val")
+                                    .image_path(0)), "--checkpoint", str(saved),
+                     "--out", str(tmp_path / "pred")]) == 0
+
+
+def test_export_refuses_with_the_reason(killed_then_resumed, tmp_path, capsys):
+    run = killed_then_resumed[0]
+    assert exit_code(["export", "--checkpoint", str(tmp_path)]) == 2
+    assert "not a training run folder" in capsys.readouterr().err
+    # train exported to RUN/export already: a SavedModel may not overwrite it.
+    assert exit_code(["export", "--checkpoint", str(run), "--format", "saved_model"]) == 2
+    assert "a SavedModel needs a new folder" in capsys.readouterr().err
+    assert cli.main(["export", "--checkpoint", str(run), "--which", str(run / "nope"),
+                     "--out", str(tmp_path / "x")]) == 1
+    assert "not found" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_predict_mc_samples_needs_a_bayesian_model(killed_then_resumed, tmp_path, capsys):
     run = killed_then_resumed[0]
     image = sample_data.sample_root() / voc.IMAGE_DIR / "sample_00000.jpg"

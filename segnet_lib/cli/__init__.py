@@ -17,6 +17,7 @@ COMMANDS = {
     "train": "train",
     "evaluate": "evaluate",
     "predict": "predict",
+    "export": "export",
     "study": "study",
 }
 
