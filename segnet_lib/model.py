@@ -476,9 +476,8 @@ class _PoolRecord(NamedTuple):
     argmax: object   # int64 [batch, h, w, c]
     shape: object    # int tensor [4]: the pre-pool shape
     static_shape: object  # tf.TensorShape of the pre-pool map
-    features: object  # the pre-pool map itself (for decoders that store it)
-    skip: object = None  # FCN: 1x1 class scores of the previous stage's pooled map
-    pooled: object = None  # this stage's pooled output
+    skip: object     # FCN-Basic: 1x1 class scores of the previous stage's pooled map, or None
+    pooled: object   # this stage's pooled output
 
 
 def _upsample_unpool(net, record, config):
@@ -661,7 +660,7 @@ def segnet(images, num_classes, is_training, config=SegNetConfig(), scope=DEFAUL
                              is_training, config)
                 end_points[f"score_pool{stage - 1}"] = skip
             records.append(_PoolRecord(stage, argmax, tf.shape(pre_pool, out_type=tf.int64),
-                                       pre_pool.shape, pre_pool, skip, net))
+                                       pre_pool.shape, skip, net))
             if stage in arch.pool_dropout:
                 net = _dropout(net, dropout_on, config.dropout_rate, f"pool{stage}_dropout")
                 end_points[f"pool{stage}_dropout"] = net
