@@ -276,8 +276,8 @@ def measure_model(model_config, num_classes: int, image_size=(360, 480)) -> dict
         logits, end_points = model.segnet(images, num_classes, is_training=False, config=model_config)
         state = decoder_state(images, bottleneck(end_points), logits)
         params = model.count_parameters(graph=graph)
-        encoder = sum(int(np.prod(v.shape.as_list())) for v in tf.trainable_variables()
-                      if v.op.name.split("/")[1] in encoder_layers)
+        encoder = sum(model.count_parameters(f"{model.DEFAULT_SCOPE}/{name}", graph)
+                      for name in encoder_layers)
     by_kind = state.groupby("kind")["bytes"].sum()
     return {"params": params, "decoder_params": params - encoder,
             "state_bytes": int(state["bytes"].sum()), "state_bytes_2bit": int(state["bytes_2bit"].sum()),
