@@ -106,7 +106,7 @@ STUDY_FILE = "study.json"
 # Recipe
 # ---------------------------------------------------------------------------
 
-def study_recipe(size: str = "cpu"):
+def study_recipe(size: str = "cpu", **changes):
     """The training recipe shared by every decoder of the study.
 
     Args:
@@ -123,6 +123,9 @@ def study_recipe(size: str = "cpu"):
             with momentum 0.9 at a fixed 0.1, batch 12, weight decay 5e-4,
             median-frequency weights, 20000 steps on 224x224 crops of
             ``$SEGNET_VOC_ROOT`` (or the sample data): a GPU job.
+        **changes: :class:`~segnet_lib.train.TrainConfig` fields to change
+            (``steps=2400``, ``seed=1``, ...); validation and the checkpoint
+            still come once, after the last of the (changed) steps.
 
     Returns:
         A :class:`segnet_lib.train.TrainConfig` with ``variant='segnet_basic'``
@@ -148,6 +151,7 @@ def study_recipe(size: str = "cpu"):
             steps=20000, log_every=20, seed=0, deterministic=False)
     else:
         raise ValueError(f"study_recipe: size={size!r}; expected 'cpu' or 'paper'")
+    config = config.replace(**changes)
     return config.replace(val_every=config.steps, checkpoint_every=config.steps, keep_last=1,
                           val_images=10, summary_every=config.steps)
 

@@ -160,6 +160,12 @@ def test_recipes():
     assert cpu.variant == "segnet_basic" and cpu.data == "sample"
     # One validation and one checkpoint, at the end: the scored weights are the last.
     assert cpu.val_every == cpu.checkpoint_every == cpu.steps
+    # Changed steps move that one validation and checkpoint with them (the CLI's --steps).
+    longer = study.study_recipe("cpu", steps=40, seed=2)
+    assert longer.val_every == longer.checkpoint_every == longer.summary_every == 40
+    # ... and nothing else differs.
+    assert longer.replace(steps=600, seed=0, val_every=600, checkpoint_every=600,
+                          summary_every=600) == cpu
     paper = study.study_recipe("paper")
     assert (paper.optimizer, paper.learning_rate, paper.momentum, paper.batch_size) == (
         "sgd", 0.1, 0.9, 12)

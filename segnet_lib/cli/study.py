@@ -79,22 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _recipe(args):
     from segnet_lib import study
 
-    config = study.study_recipe(args.recipe)
-    changes = {}
-    if args.data is not None:
-        changes["data"] = args.data
-    if args.steps is not None:
-        changes.update(steps=args.steps, val_every=args.steps, checkpoint_every=args.steps,
-                       summary_every=args.steps)
-    if args.width is not None:
-        changes["width_multiplier"] = args.width
-    if args.crop is not None:
-        changes["crop_size"] = args.crop
-    if args.batch_size is not None:
-        changes["batch_size"] = args.batch_size
-    if args.seed is not None:
-        changes["seed"] = args.seed
-    return config.replace(**changes)
+    options = {"data": args.data, "steps": args.steps, "width_multiplier": args.width,
+               "crop_size": args.crop, "batch_size": args.batch_size, "seed": args.seed}
+    return study.study_recipe(args.recipe, **{k: v for k, v in options.items() if v is not None})
 
 
 def run(args: argparse.Namespace) -> int:
