@@ -29,7 +29,7 @@ import segnet_lib
 
 segnet_lib.setup(seed=0, verbose=False)
 
-from segnet_lib import data, sample_data, voc  # noqa: E402
+from segnet_lib import data, datasets, sample_data, voc  # noqa: E402
 from segnet_lib._tf import tf  # noqa: E402
 
 
@@ -81,7 +81,7 @@ def train_step_rate(crop, batch, width, steps, warm_up=2):
 def voc_sized_dataset(tmp: Path, n: int):
     """VOC 2012 train if $SEGNET_VOC_ROOT is set, else n generated 375x500 images."""
     if os.environ.get(voc.VOC_ROOT_ENV):
-        return voc.dataset_from_env("train"), "VOC 2012 train"
+        return datasets.book_dataset("train"), "VOC 2012 train"
     from PIL import Image
 
     root = tmp / "voc_sized"
@@ -96,7 +96,7 @@ def voc_sized_dataset(tmp: Path, n: int):
         mask.save(root / voc.MASK_DIR / f"big_{k}.png")
         ids.append(f"big_{k}")
     (root / voc.SPLIT_DIR / "train.txt").write_text("\n".join(ids) + "\n")
-    return voc.VOCSegmentation(root, "train"), f"{n} generated 375x500 JPEGs"
+    return datasets.VOCSegmentation(root, "train"), f"{n} generated 375x500 JPEGs"
 
 
 def report(name, config, dataset, batches, crop, width, steps, warm_up=2):
@@ -124,7 +124,7 @@ def main(argv=None):
     quick = args.quick
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores visible, "
           f"{'GPU' if segnet_lib.setup(verbose=False).gpus else 'CPU only'}")
-    small = voc.VOCSegmentation(sample_data.sample_root(), "train")
+    small = datasets.VOCSegmentation(sample_data.sample_root(), "train")
     config = data.InputConfig(crop_size=(128, 128), batch_size=8,
                               num_parallel_calls=min(4, os.cpu_count() or 1))
     report("sample data, CPU recipe", config, small, 10 if quick else 40, (128, 128), 0.25,

@@ -24,7 +24,7 @@ import time
 import numpy as np
 from pycocotools import mask as coco_mask
 
-from segnet_lib import rle
+from segnet_lib import rle, rle_text
 
 
 # --- the functions Kaggle notebooks copy (kept as they are written there) ---
@@ -99,7 +99,7 @@ def parser_table(text, repeats):
             return np.fromstring(text, dtype=np.int64, sep=" ")
 
     contenders = {
-        "ours (bytes, SWAR)": lambda: rle._parse_ints(text),
+        "ours (bytes, SWAR)": lambda: rle_text.parse_ints(text),
         "np.array(s.split(), int64)": lambda: np.array(text.split(), dtype=np.int64),
         "np.fromiter(map(int, s.split()))": lambda: np.fromiter(map(int, text.split()), np.int64),
         "np.fromstring(sep=' ') [deprecated]": fromstring,

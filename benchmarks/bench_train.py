@@ -57,13 +57,13 @@ def _data(batch, size):
 
 def run_tf(batch, size, steps):
     import segnet_lib
-    from segnet_lib import model, train
+    from segnet_lib import model, recipes, runtime, train
     from segnet_lib._tf import tf
 
     segnet_lib.setup(seed=0, verbose=False)
     rss_import = _rss_mb()
     images, labels = _data(batch, size)
-    config = train.voc_gpu_recipe()
+    config = recipes.voc_gpu_recipe()
     graph = tf.Graph()
     with graph.as_default():
         segnet_lib.set_seed(0)
@@ -72,7 +72,7 @@ def run_tf(batch, size, steps):
         params = model.count_parameters(graph=graph)
         init = tf.global_variables_initializer()
     times = []
-    with tf.Session(graph=graph, config=train.session_config()) as sess:
+    with tf.Session(graph=graph, config=runtime.session_config()) as sess:
         sess.run(init)
         sess.run(step.train_op)  # warm-up: allocation, graph optimisation
         cpu = time.process_time()

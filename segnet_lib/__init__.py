@@ -1,16 +1,27 @@
 """SegNet, step by step: the helper library behind the tutorial book.
 
-One module per concept (see README, "Layout"):
+One module per concept (see README, "Layout"); imports flow one way, from the
+top of this list to the bottom, with no cycle (``tests/test_structure.py``):
 
-* :mod:`segnet_lib.rle`: run-length mask codec and CSV helpers.
-* :mod:`segnet_lib.voc`: PASCAL VOC 2012 classes, palette and directory reader.
+* :mod:`segnet_lib.files`: atomic writes and the cache folder.
+* :mod:`segnet_lib.rle_text`, :mod:`segnet_lib.rle`, :mod:`segnet_lib.rle_csv`:
+  fast integer text, the run-length mask codec, RLE CSV files.
+* :mod:`segnet_lib.voc`: PASCAL VOC 2012 classes, palette and file readers.
 * :mod:`segnet_lib.sample_data`: the embedded sample dataset generator.
+* :mod:`segnet_lib.datasets`: the VOC and CSV datasets and the one opener of ``--data``.
 * :mod:`segnet_lib.data`: the ``tf.data`` input pipeline and class statistics.
-* :mod:`segnet_lib.model`: SegNet graph builders and index unpooling.
+* :mod:`segnet_lib.unpool`, :mod:`segnet_lib.model`: pooling indices and
+  unpooling; the SegNet graph builders.
 * :mod:`segnet_lib.weights`: VGG16 ImageNet weights for the encoder.
-* :mod:`segnet_lib.train`: loss, optimiser, training loop and checkpoints.
-* :mod:`segnet_lib.metrics`: confusion matrix, accuracies, IoU, boundary F1.
-* :mod:`segnet_lib.viz`: colourising, overlays, plots and widgets.
+* :mod:`segnet_lib.losses`, :mod:`segnet_lib.runtime`: what training minimises;
+  sessions and determinism.
+* :mod:`segnet_lib.checkpoints`, :mod:`segnet_lib.config`,
+  :mod:`segnet_lib.recipes`: the run folder; ``TrainConfig``; the recipes.
+* :mod:`segnet_lib.export`, :mod:`segnet_lib.train`: the inference model and
+  the ``Predictor``; the training graph and loop.
+* :mod:`segnet_lib.metrics`, :mod:`segnet_lib.bayes`, :mod:`segnet_lib.viz`,
+  :mod:`segnet_lib.study`: scores, Monte Carlo dropout, plots, the decoder study.
+* :mod:`segnet_lib.cli`: ``python -m segnet_lib COMMAND``.
 
 Importing the package does not import TensorFlow; :func:`setup` does.
 """

@@ -1,8 +1,8 @@
 """The ``tf.data`` input pipeline and the class statistics for loss balancing.
 
 The pipeline turns a dataset (anything with ``len(ds)`` and ``ds[i] -> (image,
-mask)``: :class:`~segnet_lib.voc.VOCSegmentation`,
-:class:`~segnet_lib.voc.CSVSegmentation`, or your own) into batches for the TF1
+mask)``: :class:`~segnet_lib.datasets.VOCSegmentation`,
+:class:`~segnet_lib.datasets.CSVSegmentation`, or your own) into batches for the TF1
 graph::
 
     indices -> shuffle (seeded) -> repeat -> read + decode in parallel (Pillow)
@@ -39,6 +39,7 @@ import dataclasses
 from typing import Optional, Tuple
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from segnet_lib._tf import tf
 from segnet_lib.voc import IGNORE_LABEL
@@ -91,8 +92,9 @@ class InputConfig:
             size = getattr(self, name)
             if size is not None and (len(size) != 2 or min(size) < 1):
                 raise ValueError(f"{name} must be (height, width) with positive sizes, got {size}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if (not isinstance(self.batch_size, (int, np.integer)) or isinstance(self.batch_size, bool)
+                or self.batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if not 0 < self.min_scale <= self.max_scale:
             raise ValueError(
                 f"need 0 < min_scale <= max_scale, got {self.min_scale}, {self.max_scale}")
@@ -143,16 +145,31 @@ def _load(dataset):
     return load
 
 
-def _resize(image, label, size):
-    """Images bilinear, labels nearest (an interpolated class id is meaningless)."""
+def resize_pair(image, label, size):
+    """Resizes an image and its label map to ``size``: the image bilinear, the label nearest.
+
+    An interpolated class id is meaningless, so labels take the nearest pixel;
+    both use half-pixel centres, so they stay aligned.
+
+    Args:
+        image: float ``[H, W, 3]``.
+        label: integer ``[H, W]``.
+        size: int ``[2]``, the new ``(height, width)``.
+    """
     image = tf.image.resize_bilinear(image[None], size, half_pixel_centers=True)[0]
     label = tf.image.resize_nearest_neighbor(label[None, :, :, None], size,
                                              half_pixel_centers=True)[0, :, :, 0]
     return image, label
 
 
-def _pad_to(image, label, size):
-    """Pads bottom/right to at least ``size``: image with 0 (the mean), label with void."""
+def pad_pair(image, label, size):
+    """Pads bottom/right to at least ``size``: image with 0 (the mean), label with void.
+
+    Args:
+        image: float ``[H, W, 3]``, normalised.
+        label: integer ``[H, W]``.
+        size: ``(height, width)``.
+    """
     shape = tf.shape(label)
     pad_h = tf.maximum(size[0] - shape[0], 0)
     pad_w = tf.maximum(size[1] - shape[1], 0)
@@ -161,14 +178,20 @@ def _pad_to(image, label, size):
     return image, label
 
 
-def _seed(config: InputConfig, element, stream: int):
-    # Stateless ops take a [2] seed; one stream per kind of random choice.
+def element_seed(config: InputConfig, element, stream: int):
+    """The ``[2]`` seed of one random choice for one element.
+
+    Stateless ops take a ``[2]`` seed: ``(config.seed, stream)`` packed into the
+    first entry (one stream per kind of choice: 1 scale, 2 offset, 3 flip) and
+    the element number in the second, so a choice depends on nothing else.
+    """
     return tf.stack([tf.constant(config.seed * 8 + stream, tf.int64), element])
 
 
-def _random_offset(config: InputConfig, element, limit):
+def random_offset(config: InputConfig, element, limit):
     """A stateless random (row, column) offset in ``[0, limit)``."""
-    draw = tf.random.stateless_uniform([2], _seed(config, element, 2), 0, 2 ** 30, dtype=tf.int32)
+    draw = tf.random.stateless_uniform([2], element_seed(config, element, 2), 0, 2 ** 30,
+                                       dtype=tf.int32)
     return draw % limit
 
 
@@ -185,7 +208,7 @@ def _scaled_crop(config: InputConfig, element, image, label, scale):
     crop = tf.constant(config.crop_size)
     size = tf.cast(tf.shape(label), tf.float32)
     scaled = tf.maximum(tf.cast(tf.round(size * scale), tf.int32), 1)
-    offset = _random_offset(config, element, tf.maximum(scaled - crop, 0) + 1)
+    offset = random_offset(config, element, tf.maximum(scaled - crop, 0) + 1)
     factor = tf.cast(scaled, tf.float32) / size  # per axis, after rounding
     # Crop pixel i is pixel (offset + i) of the scaled image, whose centre lies
     # at (offset + i + 0.5) / factor - 0.5 in the source; +1 for the edge row
@@ -209,21 +232,32 @@ def _scaled_crop(config: InputConfig, element, image, label, scale):
     return image, tf.cast(label, tf.uint8)
 
 
-def _augment(config: InputConfig, element, image, label):
-    """Scale jitter, pad, random crop and flip of one raw image; returns it normalised."""
+def augment(config: InputConfig, element, image, label):
+    """Scale jitter, pad, random crop and flip of one raw image; returns it normalised.
+
+    Args:
+        config: the :class:`InputConfig`.
+        element: int64 scalar, the element's number in the stream (its seed).
+        image: uint8 ``[H, W, 3]``.
+        label: uint8 ``[H, W]``.
+
+    Returns:
+        ``(image float32 [h, w, 3] normalised, label [h, w])``, ``(h, w)`` the
+        crop size (or the rescaled size for whole images).
+    """
     jitter = config.min_scale != 1.0 or config.max_scale != 1.0
     if jitter:
         scale = tf.random.stateless_uniform(
-            [], _seed(config, element, 1), config.min_scale, config.max_scale)
+            [], element_seed(config, element, 1), config.min_scale, config.max_scale)
     if jitter and config.crop_size is not None:
         return _flip(config, element, *_scaled_crop(config, element, image, label, scale))
     image = normalize(image)  # before padding, so the padding is the mean pixel
     if jitter:  # whole images (batch 1): nothing to crop, resize it all
         size = tf.cast(tf.round(tf.cast(tf.shape(label), tf.float32) * scale), tf.int32)
-        image, label = _resize(image, label, tf.maximum(size, 1))
+        image, label = resize_pair(image, label, tf.maximum(size, 1))
     elif config.crop_size is not None:
-        image, label = _pad_to(image, label, config.crop_size)
-        offset = _random_offset(config, element,
+        image, label = pad_pair(image, label, config.crop_size)
+        offset = random_offset(config, element,
                                 tf.shape(label) - tf.constant(config.crop_size) + 1)
         image = image[offset[0]:offset[0] + config.crop_size[0],
                       offset[1]:offset[1] + config.crop_size[1]]
@@ -236,14 +270,14 @@ def _flip(config: InputConfig, element, image, label):
     """A random horizontal flip (when ``config.flip``) of image and label together."""
     if not config.flip:
         return image, label
-    coin = tf.random.stateless_uniform([], _seed(config, element, 3))
+    coin = tf.random.stateless_uniform([], element_seed(config, element, 3))
     return tf.cond(coin < 0.5,
                    lambda: (tf.reverse(image, [1]), tf.reverse(label, [1])),
                    lambda: (image, label))
 
 
 def _centre_crop(config: InputConfig, image, label):
-    image, label = _pad_to(image, label, config.crop_size)
+    image, label = pad_pair(image, label, config.crop_size)
     shape = tf.shape(label)
     top = (shape[0] - config.crop_size[0]) // 2
     left = (shape[1] - config.crop_size[1]) // 2
@@ -261,7 +295,7 @@ def make_dataset(dataset, config: InputConfig = InputConfig(), training: bool = 
 
     Args:
         dataset: a sequence of ``(image uint8 [H, W, 3], mask uint8 [H, W])``,
-            e.g. :class:`segnet_lib.voc.VOCSegmentation`.
+            e.g. :class:`segnet_lib.datasets.VOCSegmentation`.
         config: an :class:`InputConfig`.
         training: shuffle, repeat and augment (scale, crop, flip). Otherwise
             images come in order, unaugmented, one pass: whole images in
@@ -323,9 +357,9 @@ def make_dataset(dataset, config: InputConfig = InputConfig(), training: bool = 
 
     def prepare(element, image, label):
         if config.resize_to is not None:
-            image, label = _resize(image, label, config.resize_to)
+            image, label = resize_pair(image, label, config.resize_to)
         if training:
-            image, label = _augment(config, element, image, label)
+            image, label = augment(config, element, image, label)
         else:
             image = normalize(image)
             if not whole:
@@ -345,8 +379,6 @@ def make_dataset(dataset, config: InputConfig = InputConfig(), training: bool = 
 
 
 def _iter_masks(dataset, progress: bool):
-    from tqdm.auto import tqdm
-
     read = getattr(dataset, "read_mask", None)
     for i in tqdm(range(len(dataset)), desc="class statistics", disable=not progress):
         yield read(i) if read is not None else dataset[i][1]
@@ -422,4 +454,5 @@ def median_frequency_weights(pixel_counts, image_pixels) -> np.ndarray:
 
 
 __all__ = ["InputConfig", "make_dataset", "normalize", "denormalize", "class_statistics",
-           "median_frequency_weights", "VGG_MEAN_RGB"]
+           "median_frequency_weights", "VGG_MEAN_RGB", "augment", "element_seed", "random_offset",
+           "resize_pair", "pad_pair"]

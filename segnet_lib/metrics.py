@@ -35,6 +35,7 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 __all__ = [
     "confusion_matrix",
@@ -577,7 +578,7 @@ def evaluate_dataset(predict: Callable[[np.ndarray], np.ndarray], dataset,
         predict: ``image uint8 [H, W, 3] -> probabilities float [H, W, C]`` (for
             example ``Predictor.predict``) or ``-> class ids int [H, W]``.
         dataset: indexable with ``len(dataset)`` and ``dataset[i] -> (image,
-            mask)``, like :class:`segnet_lib.voc.VOCSegmentation`; its ``.ids``
+            mask)``, like :class:`segnet_lib.datasets.VOCSegmentation`; its ``.ids``
             (when present) name the rows of :meth:`Evaluator.per_image`.
         num_classes: defaults to ``dataset.num_classes``.
         limit: evaluate only the first ``limit`` images.
@@ -596,7 +597,6 @@ def evaluate_dataset(predict: Callable[[np.ndarray], np.ndarray], dataset,
     evaluator = Evaluator(num_classes, ignore_label, boundary, tolerance)
     indices: Iterable[int] = range(count)
     if progress:
-        from tqdm.auto import tqdm
         indices = tqdm(indices, desc="evaluate", unit="img")
     for i in indices:
         image, mask = dataset[i]

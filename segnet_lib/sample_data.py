@@ -24,17 +24,17 @@ on how many were drawn before them.
 from __future__ import annotations
 
 import functools
-import os
 import shutil
-import tempfile
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
+from tqdm.auto import tqdm
 
-from segnet_lib import voc
+from segnet_lib import rle_csv, voc
+from segnet_lib.files import cache_dir, publish_dir, temp_path
 
 #: Bump when the generator changes, so cached copies are regenerated.
 SAMPLE_VERSION = 3
@@ -46,7 +46,6 @@ CSV_ORDER = "C"
 #: mostly landscape); multiples of 32 so five 2x2 poolings divide them evenly.
 SIZES = ((96, 128), (128, 96), (128, 128))
 SIZE_PROBS = (0.5, 0.25, 0.25)
-CACHE_ENV = "SEGNET_CACHE_DIR"
 _DONE = ".complete"
 
 AEROPLANE, CAR, CAT, HORSE, PERSON = 1, 7, 8, 13, 15
@@ -71,6 +70,12 @@ def _source(name: str) -> Image.Image:
 def _horse_silhouette() -> np.ndarray:
     """float32 [328, 400]: 1 on the horse (dark pixels of horse.png), 0 elsewhere."""
     return (np.asarray(_source("horse.png"))[..., 0] < 128).astype(np.float32)
+
+
+def clear_caches() -> None:
+    """Forgets the source images read so far, so the next scene reads the files again."""
+    _source.cache_clear()
+    _horse_silhouette.cache_clear()
 
 
 def _resize(arr: np.ndarray, h: int, w: int, resample=Image.BILINEAR) -> np.ndarray:
@@ -471,10 +476,6 @@ def generate(out_dir, seed: int = 0, num_train: int = 300, num_val: int = 100,
     Returns:
         ``out_dir`` as a :class:`~pathlib.Path` (the VOC root).
     """
-    from tqdm.auto import tqdm
-
-    from segnet_lib import rle
-
     if num_train < 1 or num_val < 1:
         raise ValueError(f"need at least one train and one val image, got {num_train}, {num_val}")
     root = Path(out_dir)
@@ -498,21 +499,16 @@ def generate(out_dir, seed: int = 0, num_train: int = 300, num_val: int = 100,
         clean[split][image_id] = labels
     for split, ids in splits.items():
         (root / voc.SPLIT_DIR / f"{split}.txt").write_text("".join(i + "\n" for i in ids))
-        rle.write_csv(root / f"{split}.csv", clean[split], order=CSV_ORDER)
+        rle_csv.write_csv(root / f"{split}.csv", clean[split], order=CSV_ORDER)
     (root / voc.SPLIT_DIR / "trainval.txt").write_text(
         "".join(i + "\n" for i in splits["train"] + splits["val"]))
     return root
 
 
-def cache_dir() -> Path:
-    """``$SEGNET_CACHE_DIR``, or ``~/.cache/segnet_lib``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "segnet_lib").expanduser()
-
-
 def sample_root(seed: int = 0) -> Path:
     """The cached sample dataset's VOC root, generated on first use.
 
-    The copy lives in ``cache_dir()/sample-v<version>-seed<seed>``. It is
+    The copy lives in ``segnet_lib.files.cache_dir()/sample-v<version>-seed<seed>``. It is
     generated in a temporary folder next to it and renamed into place only
     when complete, so an interrupted run never leaves half a dataset, and two
     processes generating at once both end up with the same complete copy.
@@ -528,23 +524,21 @@ def sample_root(seed: int = 0) -> Path:
     if (final / _DONE).exists():
         return final
     base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=base))
+    tmp = temp_path(final)
+    shutil.rmtree(tmp, ignore_errors=True)  # left by an earlier process with our pid
+    tmp.mkdir()
     try:
         generate(tmp, seed=seed)
         (tmp / _DONE).write_text(f"segnet_lib sample data v{SAMPLE_VERSION}, seed {seed}\n")
-        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like ~/.cache
         if final.exists() and not (final / _DONE).exists():
             shutil.rmtree(final, ignore_errors=True)  # incomplete (made by hand?)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / _DONE).exists():  # lost a race against a broken copy
-                raise
+        publish_dir(tmp, final)
+        if not (final / _DONE).exists():  # lost a race against a broken copy
+            raise FileExistsError(f"{final} exists but is incomplete; delete it and retry")
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
-__all__ = ["generate", "sample_root", "render_scene", "add_void_band", "cache_dir",
+__all__ = ["generate", "sample_root", "render_scene", "add_void_band", "clear_caches",
            "SAMPLE_CLASS_IDS", "SAMPLE_VERSION", "CSV_ORDER"]

@@ -27,8 +27,8 @@ The paper's own numbers are in :data:`PAPER_TABLE1`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -37,9 +37,15 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from segnet_lib import export, metrics, model, sample_data, train
+from segnet_lib._tf import tf
+from segnet_lib.datasets import open_datasets
+from segnet_lib.files import atomic_write_text, cache_dir
+from segnet_lib.recipes import study_recipe
+
 __all__ = [
     "DEFAULT_DECODERS", "PAPER_NAMES", "PAPER_TABLE1", "RESULT_COLUMNS",
-    "study_recipe", "decoder_state", "measure_model", "bottleneck", "time_per_image",
+    "decoder_state", "measure_model", "bottleneck", "time_per_image",
     "run_study", "study_dir", "paper_comparison",
 ]
 
@@ -100,60 +106,6 @@ RESULT_COLUMNS = (
 
 RESULTS_FILE = "results.csv"
 STUDY_FILE = "study.json"
-
-
-# ---------------------------------------------------------------------------
-# Recipe
-# ---------------------------------------------------------------------------
-
-def study_recipe(size: str = "cpu", **changes):
-    """The training recipe shared by every decoder of the study.
-
-    Args:
-        size: ``'cpu'``: SegNet-Basic at a quarter width (16 features, 7x7
-            kernels) on 64x64 crops of the sample data (rescaled by 0.5-1.0
-            first, so a crop sees most of a 96-128 pixel scene), batch 8, Adam
-            at 2e-3 decaying to 0 (poly), no weight decay, median-frequency
-            class weights, 600 steps (16 epochs): 4 minutes of training
-            for the four decoders on a quiet 2-core CPU (254 s measured),
-            6 minutes with scoring and timing. The decay makes the last
-            weights a settled model rather than one point of a noisy
-            trajectory. ``'paper'``: the paper's Table 1 setting as far as a
-            :class:`~segnet_lib.train.TrainConfig` says it: 64 features, SGD
-            with momentum 0.9 at a fixed 0.1, batch 12, weight decay 5e-4,
-            median-frequency weights, 20000 steps on 224x224 crops of
-            ``$SEGNET_VOC_ROOT`` (or the sample data): a GPU job.
-        **changes: :class:`~segnet_lib.train.TrainConfig` fields to change
-            (``steps=2400``, ``seed=1``, ...); validation and the checkpoint
-            still come once, after the last of the (changed) steps.
-
-    Returns:
-        A :class:`segnet_lib.train.TrainConfig` with ``variant='segnet_basic'``
-        that validates (on 10 images) and checkpoints only once, at the end,
-        so the scored weights are the last ones, not a choice made on the
-        validation split.
-    """
-    from segnet_lib import train, voc
-
-    if size == "cpu":
-        config = train.TrainConfig(
-            data="sample", variant="segnet_basic", width_multiplier=0.25, crop_size=(64, 64),
-            batch_size=8, min_scale=0.5, max_scale=1.0, flip=True, optimizer="adam",
-            learning_rate=2e-3, lr_schedule="poly", weight_decay=0.0,
-            class_weighting="median_frequency", steps=600, log_every=10, cache_images=True,
-            seed=0, deterministic=True)
-    elif size == "paper":
-        config = train.TrainConfig(
-            data=os.environ.get(voc.VOC_ROOT_ENV) or "sample", variant="segnet_basic",
-            width_multiplier=1.0, crop_size=(224, 224), batch_size=12, min_scale=0.75,
-            max_scale=1.25, optimizer="sgd", learning_rate=0.1, momentum=0.9,
-            lr_schedule="constant", weight_decay=5e-4, class_weighting="median_frequency",
-            steps=20000, log_every=20, seed=0, deterministic=False)
-    else:
-        raise ValueError(f"study_recipe: size={size!r}; expected 'cpu' or 'paper'")
-    config = config.replace(**changes)
-    return config.replace(val_every=config.steps, checkpoint_every=config.steps, keep_last=1,
-                          val_images=10, summary_every=config.steps)
 
 
 # ---------------------------------------------------------------------------
@@ -270,9 +222,6 @@ def measure_model(model_config, num_classes: int, image_size=(360, 480)) -> dict
         (indices and float maps as TensorFlow stores them), and ``state``, the
         table itself.
     """
-    from segnet_lib import model
-    from segnet_lib._tf import tf
-
     encoder_layers = {spec.name for stage in model.architecture(model_config.variant).encoder
                       for spec in stage}
     with tf.Graph().as_default() as graph:
@@ -337,14 +286,10 @@ def study_dir(base, decoders: Sequence[str] = DEFAULT_DECODERS) -> Path:
     trains anew and an unchanged one is reused (training resumes or returns at
     once).
     """
-    import hashlib
-
-    from segnet_lib import sample_data
-
     key = json.dumps({"recipe": base.fingerprint(), "decoders": list(decoders),
                       "sample_data": sample_data.SAMPLE_VERSION if base.data == "sample" else None},
                      sort_keys=True)
-    return sample_data.cache_dir() / "studies" / f"decoders-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+    return cache_dir() / "studies" / f"decoders-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
 
 def run_study(base=None, out_dir=None, decoders: Sequence[str] = DEFAULT_DECODERS,
@@ -360,8 +305,8 @@ def run_study(base=None, out_dir=None, decoders: Sequence[str] = DEFAULT_DECODER
     its first image.
 
     Args:
-        base: a :class:`segnet_lib.train.TrainConfig` (default
-            :func:`study_recipe`\\ ``('cpu')``).
+        base: a :class:`segnet_lib.config.TrainConfig` (default
+            :func:`segnet_lib.recipes.study_recipe`\\ ``('cpu')``).
         out_dir: where the runs and ``results.csv`` go (default
             :func:`study_dir`).
         decoders: values of ``SegNetConfig.decoder``.
@@ -377,8 +322,6 @@ def run_study(base=None, out_dir=None, decoders: Sequence[str] = DEFAULT_DECODER
         (fractions in [0, 1]), the median inference time per image (ms), the
         training time (s, from the run's history) and the last logged loss.
     """
-    from segnet_lib import metrics, model, train
-
     base = study_recipe("cpu") if base is None else base
     unknown = [d for d in decoders if d not in model.DECODERS]
     if unknown or not decoders:
@@ -387,7 +330,7 @@ def run_study(base=None, out_dir=None, decoders: Sequence[str] = DEFAULT_DECODER
     out_dir = Path(out_dir) if out_dir is not None else study_dir(base, decoders)
     out_dir.mkdir(parents=True, exist_ok=True)
     log = log or (lambda *a, **k: None)
-    _, val_set = train.open_datasets(base)
+    _, val_set = open_datasets(base)
     num_classes = val_set.num_classes
 
     rows, predictors = {}, {}
@@ -397,7 +340,7 @@ def run_study(base=None, out_dir=None, decoders: Sequence[str] = DEFAULT_DECODER
             run_dir = out_dir / decoder
             log(f"{decoder}: training in {run_dir}")
             history = train.train(config, run_dir, progress=progress, log=None, export=False)
-            predictor = predictors[decoder] = train.load_predictor(run_dir, checkpoint="latest")
+            predictor = predictors[decoder] = export.load_predictor(run_dir, checkpoint="latest")
             evaluator = metrics.evaluate_dataset(predictor.predict, val_set, num_classes=num_classes,
                                                  limit=eval_limit)
             scores = evaluator.scores()
@@ -421,11 +364,11 @@ def run_study(base=None, out_dir=None, decoders: Sequence[str] = DEFAULT_DECODER
         rows[decoder]["ms_per_image"] = 1000.0 * value
     table = pd.DataFrame.from_dict(rows, orient="index")[list(RESULT_COLUMNS)]
     table.index.name = "decoder"
-    table.to_csv(out_dir / RESULTS_FILE)
+    atomic_write_text(out_dir / RESULTS_FILE, table.to_csv())
     info = {"recipe": base.to_dict(), "decoders": list(decoders), "memory_size": list(memory_size),
             "eval_images": int(len(val_set) if eval_limit is None else min(eval_limit, len(val_set))),
             "timing_image_shape": list(np.shape(image)), "timing_repeats": timing_repeats}
-    (out_dir / STUDY_FILE).write_text(json.dumps(info, indent=1))
+    atomic_write_text(out_dir / STUDY_FILE, json.dumps(info, indent=1))
     return table
 
 

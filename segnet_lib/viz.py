@@ -16,9 +16,11 @@ import math
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from IPython.display import display
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
@@ -535,8 +537,6 @@ class Browser:
     def __init__(self, dataset, predict: Callable, class_names: Sequence[str] = voc.VOC_CLASSES,
                  index: int = 0, alpha: float = 0.6, ignore_label: int = voc.IGNORE_LABEL,
                  transparent: Sequence[int] = (0,)):
-        import ipywidgets as widgets
-
         if len(dataset) == 0:
             raise ValueError("the dataset is empty: nothing to browse")
         if not 0 <= index < len(dataset):
@@ -597,8 +597,6 @@ class Browser:
 
     def render(self) -> Figure:
         """Draws the current view into :attr:`figure` and the output widget."""
-        from IPython.display import display
-
         i, alpha = self.index.value, self.alpha.value
         image, mask, prediction, uncertainty = self.view_data(i)
         panels, titles = [image], ["image"]
@@ -632,8 +630,6 @@ class Browser:
         self.render()
 
     def _ipython_display_(self):
-        from IPython.display import display
-
         display(self.widget)
 
 

@@ -1,4 +1,4 @@
-"""PASCAL VOC 2012 segmentation: classes, palette, directory reader, download.
+"""PASCAL VOC 2012 segmentation: classes, palette, file readers, download.
 
 The layout (the same in the official tar and in Kaggle's "pascal-voc-2012",
 where it sits one or two folders deeper)::
@@ -19,9 +19,10 @@ converts the image to RGB and back (which would be slow and, with a different
 palette, wrong). :func:`voc_label_indices` exists for colour masks saved by
 other tools.
 
-Readers return NumPy arrays, like ``torchvision.datasets.VOCSegmentation``
-returns PIL images: ``ds[i] -> (image uint8 [H, W, 3], mask uint8 [H, W])``.
-The ``tf.data`` pipeline (:mod:`segnet_lib.data`) is built from the same readers.
+Readers return NumPy arrays: :func:`read_image` -> uint8 ``[H, W, 3]``,
+:func:`read_mask` -> uint8 ``[H, W]``. This module is a leaf (it imports no
+other module of the library); the datasets built on these readers, and the
+choice of the book's data, live in :mod:`segnet_lib.datasets`.
 """
 from __future__ import annotations
 
@@ -31,10 +32,10 @@ import tarfile
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
@@ -305,240 +306,6 @@ def check_mask_values(mask: np.ndarray, num_classes: int, where: str = "mask") -
             f"and {IGNORE_LABEL} (void)")
 
 
-class _SegmentationDataset(Sequence):
-    """Shared sequence behaviour: ``len(ds)``, ``ds[i]``, iteration."""
-
-    class_names: tuple = VOC_CLASSES
-    ids: list
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes (void excluded)."""
-        return len(self.class_names)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def _index(self, i) -> int:
-        if not isinstance(i, (int, np.integer)):
-            raise TypeError(f"dataset index must be an integer, got {type(i).__name__}")
-        n = len(self.ids)
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for {n} images")
-        return int(i) % n
-
-    def __getitem__(self, i):
-        i = self._index(i)
-        image = self.read_image(i)
-        mask = self.read_mask(i)
-        if image.shape[:2] != mask.shape:
-            raise ValueError(
-                f"image {self.ids[i]!r} is {image.shape[0]}x{image.shape[1]} but its mask is "
-                f"{mask.shape[0]}x{mask.shape[1]} ({self._describe(i)})")
-        return image, mask
-
-    def read_image(self, i) -> np.ndarray:
-        """uint8 ``[H, W, 3]`` image number ``i``."""
-        return read_image(self.image_path(i))
-
-    def _describe(self, i) -> str:
-        return f"{self.image_path(i)}"
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({len(self)} images, {self.num_classes} classes)"
-
-
-class VOCSegmentation(_SegmentationDataset):
-    """One split of a VOC-layout folder as a sequence of ``(image, mask)`` pairs.
-
-    ``ds[i]`` reads the files on demand: ``image`` uint8 ``[H, W, 3]``, ``mask``
-    uint8 ``[H, W]`` with class ids 0..20 and 255 for void. The same class
-    reads the embedded sample data (:func:`segnet_lib.sample_data.sample_root`),
-    which uses the same layout and class ids.
-
-    Args:
-        root: the VOC root or a folder above it (see :func:`find_voc_root`).
-        split: a list in ``ImageSets/Segmentation`` (``'train'``, ``'val'``, ...).
-        check_files: check at once that every listed id has its image and mask
-            (a few ms for VOC's 1464 train ids), so a broken copy fails here
-            and not an hour into training.
-
-    Attributes:
-        root: the resolved VOC root.
-        split: the split name.
-        ids: image ids, in split-file order.
-        class_names: the 21 VOC class names.
-        num_classes: 21.
-
-    Raises:
-        FileNotFoundError: no VOC layout, no such split, or an id without its
-            image or mask (named).
-    """
-
-    def __init__(self, root, split: str = "train", check_files: bool = True):
-        self.root = find_voc_root(root)
-        self.split = split
-        self.ids = read_split_ids(self.root, split)
-        self.class_names = VOC_CLASSES
-        if check_files:
-            images = {p.stem for p in (self.root / IMAGE_DIR).glob("*.jpg")}
-            masks = {p.stem for p in (self.root / MASK_DIR).glob("*.png")}
-            for image_id in self.ids:
-                for have, path in ((images, self.image_path), (masks, self.mask_path)):
-                    if image_id not in have:
-                        i = self.ids.index(image_id)
-                        raise FileNotFoundError(
-                            f"id {image_id!r} is listed in {SPLIT_DIR}/{split}.txt but "
-                            f"{str(path(i))!r} does not exist")
-
-    def image_path(self, i) -> Path:
-        """Path of image ``i`` (``JPEGImages/<id>.jpg``)."""
-        return self.root / IMAGE_DIR / f"{self.ids[self._index(i)]}.jpg"
-
-    def mask_path(self, i) -> Path:
-        """Path of mask ``i`` (``SegmentationClass/<id>.png``)."""
-        return self.root / MASK_DIR / f"{self.ids[self._index(i)]}.png"
-
-    def read_mask(self, i) -> np.ndarray:
-        """uint8 ``[H, W]`` class mask of image ``i``, values checked."""
-        return read_mask(self.mask_path(i), num_classes=self.num_classes)
-
-    def _describe(self, i) -> str:
-        return f"{self.image_path(i)} and {self.mask_path(i)}"
-
-    def __repr__(self) -> str:
-        return f"VOCSegmentation({str(self.root)!r}, split={self.split!r}, {len(self)} images)"
-
-
-_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".tif", ".tiff")
-
-
-class CSVSegmentation(_SegmentationDataset):
-    """An image folder plus a Kaggle-style RLE CSV, with the VOC dataset's interface.
-
-    Each CSV row is one mask of one image (``id``, the RLE string and, if
-    present, ``class``, ``width``, ``height``; see :func:`segnet_lib.rle.read_csv`
-    for the accepted column names). The rows of an image are combined into one
-    label map with :func:`segnet_lib.rle.decode_label_map`. Without a class
-    column every mask gets class 1 (foreground vs background).
-
-    Args:
-        image_dir: folder of images named ``<id>.<ext>`` (or exactly ``<id>``
-            when the ids carry their extension).
-        csv_path: the CSV file.
-        order: ``'C'`` (row-major) or ``'F'`` (column-major); see
-            :mod:`segnet_lib.rle` for which competition uses which.
-        ids: restrict to (and order by) these ids, e.g. a VOC split list;
-            default: every id in the CSV, in order of first appearance.
-        class_names: names of the classes, index = class id (default: VOC's).
-        **read_csv_kwargs: passed to :func:`segnet_lib.rle.read_csv`.
-
-    Raises:
-        FileNotFoundError: the folder, the CSV or an image is missing (named).
-        ValueError: a requested id has no row in the CSV, or (when reading
-            ``ds[i]``) the CSV's width/height disagree with the image, or a
-            class id is out of range.
-    """
-
-    def __init__(self, image_dir, csv_path, order: str, ids=None,
-                 class_names: Sequence[str] = VOC_CLASSES, **read_csv_kwargs):
-        from segnet_lib import rle
-
-        self.image_dir = Path(image_dir)
-        self.csv_path = Path(csv_path)
-        if not self.image_dir.is_dir():
-            raise FileNotFoundError(f"image folder {str(self.image_dir)!r} not found")
-        if not self.csv_path.is_file():
-            raise FileNotFoundError(f"RLE CSV {str(self.csv_path)!r} not found")
-        self.order = order
-        self.class_names = tuple(class_names)
-        df = rle.read_csv(self.csv_path, **read_csv_kwargs)
-        df["id"] = df["id"].astype(str)
-        self._rows = {key: group for key, group in df.groupby("id", sort=False)}
-        if ids is None:
-            self.ids = list(self._rows)
-        else:
-            self.ids = [str(i) for i in ids]
-            missing = [i for i in self.ids if i not in self._rows]
-            if missing:
-                raise ValueError(
-                    f"{len(missing)} id(s) have no row in {str(self.csv_path)!r}, "
-                    f"e.g. {missing[:3]}")
-        files = {}  # '<id>' and '<id>.<ext>' -> path, for image files only
-        for p in sorted(self.image_dir.iterdir()):
-            if p.suffix in _IMAGE_EXTENSIONS:
-                files.setdefault(p.stem, p)
-                files[p.name] = p
-        self._paths = []
-        for image_id in self.ids:
-            path = files.get(image_id)
-            if path is None:
-                raise FileNotFoundError(
-                    f"id {image_id!r} from {str(self.csv_path)!r} has no image in "
-                    f"{str(self.image_dir)!r} (looked for {image_id}.jpg/.png/...)")
-            self._paths.append(path)
-
-    def image_path(self, i) -> Path:
-        """Path of image ``i``."""
-        return self._paths[self._index(i)]
-
-    def read_mask(self, i, shape=None) -> np.ndarray:
-        """uint8 ``[H, W]`` label map of image ``i``, decoded from its CSV rows.
-
-        Args:
-            i: index.
-            shape: ``(H, W)``; default: the image's size (read from its header).
-        """
-        from segnet_lib import rle
-
-        i = self._index(i)
-        rows = self._rows[self.ids[i]]
-        if shape is None:
-            with Image.open(self.image_path(i)) as img:  # header only
-                shape = (img.height, img.width)
-        for col, size in (("height", shape[0]), ("width", shape[1])):
-            if col in rows and rows[col].notna().any():
-                stated = set(rows[col].dropna().astype(int))
-                if stated != {size}:
-                    raise ValueError(
-                        f"{str(self.csv_path)!r}: id {self.ids[i]!r} has {col} "
-                        f"{sorted(stated)} but its image {str(self.image_path(i))!r} is "
-                        f"{shape[0]}x{shape[1]}")
-        values = rows["class"].to_numpy() if "class" in rows else np.ones(len(rows), np.int64)
-        # Name CSV lines in errors (the header is line 1, the first row line 2).
-        where = [f"{self.csv_path.name} line {k + 2}" for k in rows.index]
-        mask = rle.decode_label_map(rows["rle"].tolist(), values, shape, self.order,
-                                    row_labels=where)
-        check_mask_values(mask, self.num_classes,
-                          where=f"{str(self.csv_path)!r} (id {self.ids[i]!r})")
-        return np.ascontiguousarray(mask, dtype=np.uint8)
-
-    def __getitem__(self, i):
-        i = self._index(i)
-        image = self.read_image(i)
-        return image, self.read_mask(i, shape=image.shape[:2])
-
-    def __repr__(self) -> str:
-        return f"CSVSegmentation({str(self.csv_path)!r}, {len(self)} images)"
-
-
-def dataset_from_env(split: str = "train") -> VOCSegmentation:
-    """The book's data: VOC 2012 if ``$SEGNET_VOC_ROOT`` is set, else the sample data.
-
-    Args:
-        split: ``'train'`` or ``'val'`` (VOC also has ``'trainval'``).
-
-    Returns:
-        A :class:`VOCSegmentation`.
-    """
-    root = os.environ.get(VOC_ROOT_ENV)
-    if root:
-        return VOCSegmentation(root, split)
-    from segnet_lib import sample_data
-
-    return VOCSegmentation(sample_data.sample_root(), split)
-
-
 def _md5(path: Path, chunk: int = 1 << 22) -> str:
     h = hashlib.md5()
     with open(path, "rb") as f:
@@ -549,8 +316,6 @@ def _md5(path: Path, chunk: int = 1 << 22) -> str:
 
 def _fetch(url: str, part: Path, progress: bool, timeout: float) -> None:
     """Downloads ``url`` into ``part``, resuming from the bytes already there."""
-    from tqdm.auto import tqdm
-
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
@@ -652,6 +417,6 @@ def download_voc(dest, archive=None, url: str = VOC_URL, md5: str | None = VOC_M
 __all__ = [
     "VOC_CLASSES", "NUM_CLASSES", "IGNORE_LABEL", "VOC_COLORMAP", "VOC_URL", "VOC_MD5",
     "VOC_ROOT_ENV", "colorize", "voc_label_indices", "find_voc_root", "read_split_ids",
-    "read_image", "read_mask", "check_mask_values", "VOCSegmentation", "CSVSegmentation",
-    "dataset_from_env", "download_voc",
+    "read_image", "read_mask", "check_mask_values", "download_voc", "IMAGE_DIR", "MASK_DIR",
+    "SPLIT_DIR",
 ]

@@ -32,6 +32,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from segnet_lib._tf import tf
@@ -78,8 +79,6 @@ def _decode(names):
 
 def _h5_layer_arrays(group, path, keras_name):
     """(kernel, bias) of one Keras layer group."""
-    import h5py
-
     if "weight_names" in group.attrs:
         datasets = [group[name] for name in _decode(group.attrs["weight_names"])]
     else:
@@ -96,8 +95,6 @@ def _h5_layer_arrays(group, path, keras_name):
 
 
 def _read_h5(path):
-    import h5py
-
     out = {}
     with h5py.File(path, "r") as f:
         root = f["model_weights"] if "model_weights" in f else f

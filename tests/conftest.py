@@ -1,8 +1,13 @@
 """Shared fixtures. Importing segnet_lib first keeps TF's C++ start-up quiet."""
+from pathlib import Path
+
 import numpy as np
 import pytest
+from PIL import Image
 
 import segnet_lib
+from segnet_lib import config as config_module
+from segnet_lib import train, voc
 
 
 def pytest_configure(config):
@@ -14,3 +19,73 @@ def pytest_configure(config):
 def rng():
     """A seeded NumPy generator, fresh for each test."""
     return np.random.default_rng(0)
+
+
+def save_palette_png(path, mask, palette=voc.VOC_COLORMAP):
+    """Writes ``mask`` as a palette PNG (index = class), as VOC stores its masks."""
+    img = Image.frombytes("P", (mask.shape[1], mask.shape[0]), np.ascontiguousarray(mask).tobytes())
+    img.putpalette(np.asarray(palette, np.uint8).tobytes())
+    img.save(path)
+
+
+def make_voc(root, ids_by_split, rng, size=(20, 30)):
+    """Writes a tiny VOC layout; returns {id: (image, mask)}."""
+    root = Path(root)
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    pairs = {}
+    for split, ids in ids_by_split.items():
+        (root / "ImageSets/Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+        for image_id in ids:
+            image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            mask = rng.choice(np.array([0, 3, 15, 20, 255], np.uint8), size)
+            Image.fromarray(image).save(root / "JPEGImages" / f"{image_id}.jpg",
+                                        quality=100, subsampling=0)
+            save_palette_png(root / "SegmentationClass" / f"{image_id}.png", mask)
+            pairs[image_id] = (image, mask)
+    return pairs
+
+
+@pytest.fixture
+def palette_png():
+    """``save_palette_png(path, mask, palette=VOC_COLORMAP)``."""
+    return save_palette_png
+
+
+@pytest.fixture
+def write_voc():
+    """``make_voc(root, {split: ids}, rng, size=(20, 30)) -> {id: (image, mask)}``."""
+    return make_voc
+
+
+@pytest.fixture
+def voc_root(tmp_path, rng):
+    """A tiny VOC layout under ``VOCdevkit/VOC2012``: 3 train ids, 1 val id."""
+    root = tmp_path / "VOCdevkit" / "VOC2012"
+    pairs = make_voc(root, {"train": ["2007_000001", "2007_000002", "2007_000003"],
+                            "val": ["2008_000001"]}, rng)
+    return root, pairs
+
+
+def make_tiny_config(**changes):
+    """A run that takes seconds: width 1/8, 32x32 crops, batch 2, 3 val images."""
+    config = config_module.TrainConfig(
+        data="sample", variant="segnet", width_multiplier=0.125, crop_size=(32, 32),
+        batch_size=2, optimizer="adam", learning_rate=1e-3, steps=6, log_every=1, val_every=3,
+        val_images=3, checkpoint_every=2, keep_last=2, summary_every=2, seed=0,
+        deterministic=True)
+    return config.replace(**changes)
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """``tiny_config(**changes) -> TrainConfig``: a run that trains in seconds."""
+    return make_tiny_config
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_config):
+    """One tiny run (sample data, 6 steps), trained once per test module: ``(folder, history)``."""
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    history = train.train(tiny_config(), out, progress=False, log=None)
+    return out, history

@@ -1,4 +1,4 @@
-"""The `train` and `predict` commands: help, argument checks, real interruptions.
+"""The command line: help, exit codes, argument checks, real interruptions.
 
 Resumption is tested the hard way: a training process is killed with SIGKILL
 (no chance to clean up) and the same command is run again; another gets
@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from segnet_lib import cli, rle, sample_data, train, voc
+from segnet_lib import checkpoints, cli, config, datasets, export, recipes, rle_csv, sample_data, voc
 from segnet_lib.cli import train as cli_train
 
 # A run that takes seconds (see tests/test_train.py for the same idea).
@@ -55,7 +55,7 @@ def wait_for(condition, process, timeout=300.0):
 
 
 def checkpoint_steps(run):
-    return [s for s, _ in train._checkpoint_dirs(run)]
+    return [s for s, _ in checkpoints.checkpoint_dirs(run)]
 
 
 # ---------------------------------------------------------------------------
@@ -71,8 +71,19 @@ def test_train_help_explains_every_option(capsys):
         if action.option_strings and action.dest != "help":
             assert action.help and len(action.help) > 10, action.option_strings
             assert action.option_strings[0] in text
-    for recipe in cli_train.RECIPES:
-        assert recipe in text
+    for name, recipe in recipes.RECIPES.items():  # what each recipe sets, from the code
+        assert name in text and recipes.describe(recipe()) in " ".join(text.split())
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert "(default: frozen)" in text  # a real default is still shown
+
+
+@pytest.mark.parametrize("command", [None, *cli.COMMANDS])
+def test_every_help_documents_the_exit_codes(capsys, command):
+    assert exit_code([command, "--help"] if command else ["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text
+    for code, meaning in cli.EXIT_CODES.items():
+        assert f"{code} {meaning}" in text
 
 
 def test_predict_help_explains_every_option(capsys):
@@ -116,11 +127,13 @@ def test_every_command_uses_the_shared_checks(capsys, command, extra, message):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--steps", "0"], "--steps: must be >= 1, got 0"),
+    (["--steps", "0"], "steps must be a positive integer, got 0"),
     (["--variant", "unet"], "invalid choice: 'unet'"),
     (["--data", "/no/such/folder"], "/no/such/folder"),
     (["--crop-size", "0x32"], "positive sizes"),
-    (["--lr", "-1"], "--lr: must be >= 0, got -1"),
+    (["--lr", "-1"], "learning_rate must be > 0, got -1.0"),
+    (["--width-multiplier", "0"], "SegNetConfig.width_multiplier=0.0 must be > 0"),
+    (["--min-scale", "2"], "need 0 < min_scale <= max_scale, got 2.0"),
     (["--lr", "0"], "learning_rate must be > 0, got 0.0"),
     (["--vgg16", "/no/such/weights.h5"], "--vgg16 /no/such/weights.h5: not found"),
 ])
@@ -140,19 +153,19 @@ def test_train_rejects_a_csv_without_its_pixel_order(tmp_path, capsys):
 def test_train_rejects_an_out_folder_with_another_config(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    saved = train.sample_recipe().replace(width_multiplier=0.125)
-    (out / train.CONFIG_FILE).write_text(json.dumps(saved.to_dict()))
+    saved = recipes.sample_recipe().replace(width_multiplier=0.125)
+    (out / checkpoints.CONFIG_FILE).write_text(json.dumps(saved.to_dict()))
     assert exit_code(["train", "--out", str(out), "--lr", "0.5"]) == 2
     err = capsys.readouterr().err
     assert "different config" in err and f"learning_rate: {saved.learning_rate} -> 0.5" in err
-    assert sorted(p.name for p in out.iterdir()) == [train.CONFIG_FILE]
+    assert sorted(p.name for p in out.iterdir()) == [checkpoints.CONFIG_FILE]
 
 
 def test_rerun_with_only_out_uses_the_saved_config(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    saved = train.sample_recipe().replace(width_multiplier=0.125, steps=7, lr_schedule="constant")
-    (out / train.CONFIG_FILE).write_text(json.dumps(saved.to_dict()))
+    saved = recipes.sample_recipe().replace(width_multiplier=0.125, steps=7, lr_schedule="constant")
+    (out / checkpoints.CONFIG_FILE).write_text(json.dumps(saved.to_dict()))
     args = cli.build_parser().parse_args(["train", "--out", str(out), "--steps", "9"])
     assert cli_train.build_config(args) == saved.replace(steps=9)  # a longer run: allowed
     args = cli.build_parser().parse_args(["train", "--out", str(out), "--variant", "bayesian"])
@@ -162,11 +175,11 @@ def test_rerun_with_only_out_uses_the_saved_config(tmp_path):
 
 def test_recipe_defaults_follow_the_data(tmp_path):
     args = cli.build_parser().parse_args(["train", "--out", str(tmp_path / "a")])
-    assert cli_train.build_config(args) == train.sample_recipe()
+    assert cli_train.build_config(args) == recipes.sample_recipe()
     root = sample_data.sample_root()
     args = cli.build_parser().parse_args(["train", "--out", str(tmp_path / "b"), "--data", str(root)])
     config = cli_train.build_config(args)
-    assert config == train.voc_gpu_recipe().replace(data=str(root.resolve()))
+    assert config == recipes.voc_gpu_recipe().replace(data=str(root.resolve()))
 
 
 def test_predict_rejects_missing_images_and_checkpoints(tmp_path, capsys):
@@ -196,7 +209,7 @@ def killed_then_resumed(tmp_path_factory):
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     before = checkpoint_steps(out)
-    rows_before = pd.read_csv(out / train.HISTORY_FILE)
+    rows_before = pd.read_csv(out / checkpoints.HISTORY_FILE)
     rerun = subprocess.run([sys.executable, "-m", "segnet_lib", *argv], cwd=REPO,
                            capture_output=True, text=True, timeout=600)
     return out, process.returncode, before, rows_before, rerun
@@ -209,7 +222,7 @@ def test_sigkill_then_rerun_resumes_from_the_last_checkpoint(killed_then_resumed
     resumed_from = before[-1]
     assert 3 <= resumed_from < 30
     assert f"from step {resumed_from} of 30" in rerun.stdout
-    history = train.read_history(out)
+    history = checkpoints.read_history(out)
     assert history["step"].tolist() == list(range(1, 31))  # each step once, none lost
     # The rows up to the checkpoint are the ones written before the kill.
     kept = rows_before[rows_before.step <= resumed_from].reset_index(drop=True)
@@ -225,7 +238,7 @@ def test_sigint_saves_a_checkpoint_then_exits(tmp_path):
                      "--val-every", "100000", "--out", str(out)])
 
     def some_steps_done():
-        path = out / train.HISTORY_FILE
+        path = out / checkpoints.HISTORY_FILE
         try:
             return path.is_file() and len(pd.read_csv(path)) >= 3
         except (pd.errors.EmptyDataError, OSError):
@@ -238,7 +251,7 @@ def test_sigint_saves_a_checkpoint_then_exits(tmp_path):
     assert process.returncode == 130, output
     steps = checkpoint_steps(out)
     assert len(steps) == 1
-    assert train.read_history(out)["step"].iloc[-1] == steps[0]
+    assert checkpoints.read_history(out)["step"].iloc[-1] == steps[0]
     assert f"at step {steps[0]}; checkpoint saved" in output
 
 
@@ -248,18 +261,18 @@ def test_sigint_saves_a_checkpoint_then_exits(tmp_path):
 
 def test_predict_writes_coloured_masks_and_an_rle_csv(killed_then_resumed, tmp_path, capsys):
     run = killed_then_resumed[0]
-    val = voc.VOCSegmentation(sample_data.sample_root(), "val")
+    val = datasets.VOCSegmentation(sample_data.sample_root(), "val")
     paths = [val.image_path(0), val.image_path(1)]
     out = tmp_path / "pred"
     assert cli.main(["predict", *map(str, paths), "--checkpoint", str(run), "--out", str(out),
                      "--rle-order", "F"]) == 0
     assert "Wrote 2 mask(s)" in capsys.readouterr().out
-    with train.load_predictor(run) as predictor:
+    with export.load_predictor(run) as predictor:
         expected = {p.stem: predictor.labels(voc.read_image(p)) for p in paths}
     for stem, labels in expected.items():
         png = np.asarray(Image.open(out / f"{stem}.png").convert("RGB"))
         np.testing.assert_array_equal(png, voc.colorize(labels))
-    decoded = dict(rle.iter_label_maps(out / "predictions.csv", order="F"))
+    decoded = dict(rle_csv.iter_label_maps(out / "predictions.csv", order="F"))
     assert set(decoded) == set(expected)
     for stem, labels in expected.items():
         np.testing.assert_array_equal(decoded[stem], labels)
@@ -273,18 +286,18 @@ def test_export_writes_models_that_predict_alike(killed_then_resumed, tmp_path, 
     assert cli.main(["export", "--checkpoint", str(run), "--which", "latest",
                      "--format", "saved_model", "--out", str(saved)]) == 0
     assert f"exported (saved_model) to {saved}" in capsys.readouterr().out
-    latest = os.path.relpath(train.latest_checkpoint(run), run)
+    latest = os.path.relpath(checkpoints.latest_checkpoint(run), run)
     for folder in (frozen, saved):
-        info = json.loads((folder / train.EXPORT_INFO_FILE).read_text())
+        info = json.loads((folder / export.EXPORT_INFO_FILE).read_text())
         assert info["checkpoint"] == latest and info["step"] == 30
-    assert (frozen / train.FROZEN_GRAPH_FILE).is_file() and (saved / "saved_model.pb").is_file()
-    image = voc.read_image(voc.VOCSegmentation(sample_data.sample_root(), "val").image_path(0))
-    with train.load_predictor(frozen) as a, train.load_predictor(saved) as b:
+    assert (frozen / export.FROZEN_GRAPH_FILE).is_file() and (saved / "saved_model.pb").is_file()
+    image = voc.read_image(datasets.VOCSegmentation(sample_data.sample_root(), "val").image_path(0))
+    with export.load_predictor(frozen) as a, export.load_predictor(saved) as b:
         # Same weights; TensorFlow folds the frozen graph's constants (batch norm
         # into the convolutions), which changes float rounding, not the model.
         np.testing.assert_allclose(a.predict(image), b.predict(image), atol=1e-4)
     # A prediction through the command uses the export as given.
-    assert cli.main(["predict", str(voc.VOCSegmentation(sample_data.sample_root(), "val")
+    assert cli.main(["predict", str(datasets.VOCSegmentation(sample_data.sample_root(), "val")
                                     .image_path(0)), "--checkpoint", str(saved),
                      "--out", str(tmp_path / "pred")]) == 0
 
@@ -296,15 +309,55 @@ def test_export_refuses_with_the_reason(killed_then_resumed, tmp_path, capsys):
     # train exported to RUN/export already: a SavedModel may not overwrite it.
     assert exit_code(["export", "--checkpoint", str(run), "--format", "saved_model"]) == 2
     assert "a SavedModel needs a new folder" in capsys.readouterr().err
-    assert cli.main(["export", "--checkpoint", str(run), "--which", str(run / "nope"),
-                     "--out", str(tmp_path / "x")]) == 1
-    assert "not found" in capsys.readouterr().err
+    assert exit_code(["export", "--checkpoint", str(run), "--which", str(run / "nope"),
+                      "--out", str(tmp_path / "x")]) == 2
+    assert "--which" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 
-def test_predict_mc_samples_needs_a_bayesian_model(killed_then_resumed, tmp_path, capsys):
+def test_mc_samples_on_a_non_bayesian_model_is_one_refusal_everywhere(killed_then_resumed,
+                                                                         tmp_path, capsys):
+    """The same refusal gets the same exit code in predict and evaluate (2, as documented)."""
     run = killed_then_resumed[0]
     image = sample_data.sample_root() / voc.IMAGE_DIR / "sample_00000.jpg"
-    assert cli.main(["predict", str(image), "--checkpoint", str(run), "--out", str(tmp_path / "p"),
-                     "--mc-samples", "4"]) == 1
-    assert "bayesian" in capsys.readouterr().err
+    assert exit_code(["predict", str(image), "--checkpoint", str(run), "--out",
+                      str(tmp_path / "p"), "--mc-samples", "4"]) == cli.EXIT_REFUSED
+    predict_err = capsys.readouterr().err
+    assert exit_code(["evaluate", "--checkpoint", str(run), "--data", "sample", "--limit", "1",
+                      "--out", str(tmp_path / "e"), "--mc-samples", "4"]) == cli.EXIT_REFUSED
+    evaluate_err = capsys.readouterr().err
+    for err in (predict_err, evaluate_err):
+        assert "--mc-samples: the 'segnet' model" in err and "bayesian" in err
+    assert not (tmp_path / "p").exists() and not (tmp_path / "e").exists()
+
+
+def test_evaluate_reads_the_csv_split_that_train_held_out(tmp_path, capsys):
+    """`evaluate --data CSV` scores exactly the images the run validated on."""
+    csv = sample_data.sample_root() / "train.csv"
+    run = tmp_path / "run"
+    assert cli.main(["train", *TINY, "--data", str(csv), "--rle-order", "C", "--val-fraction",
+                     "0.05", "--steps", "2", "--val-every", "2", "--val-images", "100",
+                     "--export-format", "none", "--out", str(run)]) == 0
+    capsys.readouterr()
+    held_out = datasets.open_datasets(config.read_config(run))[1]
+    assert cli.main(["evaluate", "--checkpoint", str(run), "--data", str(csv), "--no-boundary",
+                     "--out", str(tmp_path / "eval")]) == 0
+    per_image = pd.read_csv(tmp_path / "eval" / "per_image.csv", dtype={"image_id": str})
+    assert per_image["image_id"].tolist() == held_out.ids and len(held_out) == 15
+    # The run's validation mean IoU (at its last step, on the same images) is what evaluate says.
+    scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())["summary"]["mean_iou"]
+    assert scored == pytest.approx(checkpoints.read_history(run)["val_mean_iou"].iloc[-1], abs=1e-6)
+
+
+def test_a_failure_during_the_work_exits_with_1(tmp_path, capsys):
+    """A CSV whose rows do not decode is found only while working: exit 1, not a traceback."""
+    images = tmp_path / voc.IMAGE_DIR
+    images.mkdir()
+    for name in ("a", "b", "c"):
+        Image.new("RGB", (8, 6)).save(images / f"{name}.png")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,rle,width,height\na,1 2,8,6\nb,1 2,8,6\nc,40 99,8,6\n")
+    status = cli.main(["train", *TINY, "--data", str(bad), "--rle-order", "C", "--val-fraction",
+                       "0.3", "--steps", "2", "--out", str(tmp_path / "run")])
+    assert status == cli.EXIT_FAILED
+    assert "bad.csv, line 4 (id 'c')" in capsys.readouterr().err

@@ -274,15 +274,15 @@ def test_scaled_crop_equals_resize_pad_crop(rng):
                               seed=4)
     with tf.Graph().as_default(), tf.Session() as sess:
         element = tf.placeholder(tf.int64, [])
-        got = data._augment(config, element, tf.constant(image), tf.constant(label))
+        got = data.augment(config, element, tf.constant(image), tf.constant(label))
         img = data.normalize(tf.constant(image))
         # The reference: resize everything (half-pixel centres), pad, slice.
-        scale = tf.random.stateless_uniform([], data._seed(config, element, 1),
+        scale = tf.random.stateless_uniform([], data.element_seed(config, element, 1),
                                             config.min_scale, config.max_scale)
         scaled = tf.maximum(tf.cast(tf.round(tf.constant([23.0, 31.0]) * scale), tf.int32), 1)
-        ref_img, ref_lab = data._resize(img, tf.constant(label), scaled)
-        ref_img, ref_lab = data._pad_to(ref_img, ref_lab, config.crop_size)
-        offset = data._random_offset(config, element, tf.maximum(
+        ref_img, ref_lab = data.resize_pair(img, tf.constant(label), scaled)
+        ref_img, ref_lab = data.pad_pair(ref_img, ref_lab, config.crop_size)
+        offset = data.random_offset(config, element, tf.maximum(
             scaled - tf.constant(config.crop_size), 0) + 1)
         want = (ref_img[offset[0]:offset[0] + 20, offset[1]:offset[1] + 26],
                 ref_lab[offset[0]:offset[0] + 20, offset[1]:offset[1] + 26])

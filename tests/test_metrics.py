@@ -1,14 +1,16 @@
 """segnet_lib.metrics: hand-computed values, edge cases and brute-force cross-checks."""
+import json
 import math
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from segnet_lib import metrics
+from segnet_lib import cli, datasets, export, metrics, sample_data
 
 # A 2x3 example worked by hand (see test_scores_hand_computed):
 #   pairs (gt, pred): (0,0) (0,1) (1,1) (1,1) (2,0), and one void pixel.
@@ -297,7 +299,7 @@ def test_tables():
 # ---------------------------------------------------------------- `evaluate` command
 
 class BackgroundPredictor:
-    """Stands in for train.Predictor: always predicts background."""
+    """Stands in for export.Predictor: always predicts background."""
 
     num_classes = 21
     variant = "fake"
@@ -324,8 +326,6 @@ class BackgroundPredictor:
 
 @pytest.fixture
 def fake_predictor(monkeypatch):
-    from segnet_lib import train
-
     made = []
 
     def load(path, **kwargs):
@@ -333,27 +333,19 @@ def fake_predictor(monkeypatch):
         return made[-1]
 
     made_kind = [False]
-    monkeypatch.setattr(train, "load_predictor", load)
+    monkeypatch.setattr(export, "load_predictor", load)
     return made, made_kind
 
 
 def run_evaluate(*argv):
-    from segnet_lib import cli
-
     return cli.main(["evaluate", *map(str, argv)])
 
 
 def test_evaluate_command_prints_and_writes(tmp_path, fake_predictor, capsys):
-    import json
-
-    import pandas as pd
-
-    from segnet_lib import sample_data, voc
-
     root = sample_data.sample_root()
     out = tmp_path / "out"
     assert run_evaluate("--checkpoint", tmp_path, "--data", root, "--limit", 3, "--out", out) == 0
-    ds = voc.VOCSegmentation(root, "val")
+    ds = datasets.VOCSegmentation(root, "val")
     masks = [ds[i][1] for i in range(3)]
     expected = metrics.scores(sum(metrics.confusion_matrix(m, np.zeros_like(m), 21)
                                   for m in masks))
@@ -375,8 +367,6 @@ def test_evaluate_command_prints_and_writes(tmp_path, fake_predictor, capsys):
 
 
 def test_evaluate_command_mc_samples(tmp_path, fake_predictor, capsys):
-    from segnet_lib import sample_data
-
     made, kind = fake_predictor
     args = ("--checkpoint", tmp_path, "--data", sample_data.sample_root(), "--limit", 2,
             "--out", tmp_path / "o", "--mc-samples", 3, "--no-boundary")

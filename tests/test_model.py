@@ -1,4 +1,4 @@
-"""segnet_lib.model: the SegNet graph builder, pooling indices and unpooling.
+"""segnet_lib.model: the SegNet graph builder and its decoder variants.
 
 Every graph test builds in a fresh ``tf.Graph()`` at a small size (tf-slim's
 ``vgg_test.py`` style). NumPy references are written here independently.
@@ -21,27 +21,8 @@ def _build(config=TINY, shape=(2, 45, 61, 3), num_classes=5, is_training=True, *
 
 
 # --------------------------------------------------------------------------
-# NumPy references
+# Hand counts
 # --------------------------------------------------------------------------
-
-def np_unpool(pooled, argmax, output_shape):
-    """Scatter each pooled value to its per-image flat index (sums duplicates)."""
-    batch = output_shape[0]
-    out = np.zeros((batch, int(np.prod(output_shape[1:]))), pooled.dtype)
-    for b in range(batch):
-        np.add.at(out[b], argmax[b].ravel(), pooled[b].ravel())
-    return out.reshape(output_shape)
-
-
-def np_max_pool(x):
-    """2x2/2 'SAME' max pool: the maximum of each (possibly cut) window."""
-    b, h, w, c = x.shape
-    out = np.full((b, -(-h // 2), -(-w // 2), c), -np.inf, x.dtype)
-    for i in range(out.shape[1]):
-        for j in range(out.shape[2]):
-            out[:, i, j] = x[:, 2 * i:2 * i + 2, 2 * j:2 * j + 2].max(axis=(1, 2))
-    return out
-
 
 def _expected_segnet_params(num_classes, width=1.0):
     f = lambda n: max(1, int(round(n * width)))  # noqa: E731
@@ -303,115 +284,6 @@ def test_layer_table_lists_shapes_and_parameters():
     assert row["params"] == 3 * 3 * 3 * 64 + 64 + 2 * 64
     assert table.set_index("name").loc["pool5", "output_shape"] == (None, 2, 3, 512)
     assert table.set_index("name").loc["pool5_argmax", "dtype"] == "int64"
-
-
-# --------------------------------------------------------------------------
-# Pooling with indices and unpooling
-# --------------------------------------------------------------------------
-
-@pytest.mark.parametrize("method", model.UNPOOL_METHODS)
-@pytest.mark.parametrize("shape", [(1, 4, 4, 1), (3, 7, 5, 2), (2, 9, 12, 3), (1, 1, 3, 1)])
-def test_pool_then_unpool_matches_numpy_with_ties(method, shape, rng):
-    # Small integers make many ties inside a window.
-    x = rng.integers(0, 3, shape).astype(np.float32)
-    with tf.Graph().as_default():
-        xt = tf.placeholder(tf.float32, (None,) + shape[1:])
-        pooled, argmax = model.max_pool_with_argmax(xt)
-        out = model.max_unpool(pooled, argmax, tf.shape(xt), method=method)
-        with tf.Session() as sess:
-            p, a, u = sess.run([pooled, argmax, out], {xt: x})
-    assert a.dtype == np.int64
-    np.testing.assert_array_equal(p, np_max_pool(x))
-    # Each index points at a value equal to the maximum, inside its own window.
-    b, h, w, c = shape
-    for bi in range(b):
-        flat = x[bi].ravel()
-        np.testing.assert_array_equal(flat[a[bi]], p[bi])
-        y, xx, ch = np.unravel_index(a[bi], (h, w, c))
-        i, j, k = np.indices(a[bi].shape)
-        assert (y // 2 == i).all() and (xx // 2 == j).all() and (ch == k).all()
-    np.testing.assert_array_equal(u, np_unpool(p, a, shape))
-    # Exactly one nonzero-capable slot per pooled value: the sum is preserved.
-    assert np.isclose(u.sum(), p.sum())
-
-
-@pytest.mark.parametrize("method", model.UNPOOL_METHODS)
-def test_unpool_random_values_and_int32_indices(method, rng):
-    shape = (2, 5, 7, 3)
-    x = rng.normal(size=shape).astype(np.float32)
-    with tf.Graph().as_default():
-        pooled, argmax = model.max_pool_with_argmax(tf.constant(x))
-        out64 = model.max_unpool(pooled, argmax, list(shape), method=method)
-        out32 = model.max_unpool(pooled, tf.cast(argmax, tf.int32), list(shape), method=method)
-        assert out64.shape.as_list() == list(shape)
-        with tf.Session() as sess:
-            p, a, u64, u32 = sess.run([pooled, argmax, out64, out32])
-    np.testing.assert_array_equal(u64, np_unpool(p, a, shape))
-    np.testing.assert_array_equal(u32, u64)
-
-
-def test_unpool_refuses_float_indices_and_unknown_method():
-    with tf.Graph().as_default():
-        pooled = tf.zeros([1, 2, 2, 1])
-        with pytest.raises(ValueError, match="float32"):
-            model.max_unpool(pooled, tf.zeros([1, 2, 2, 1]), [1, 4, 4, 1])
-        with pytest.raises(ValueError, match="method"):
-            model.max_unpool(pooled, tf.zeros([1, 2, 2, 1], tf.int64), [1, 4, 4, 1], method="dense")
-        with pytest.raises(ValueError, match="unknown entry"):
-            model.max_unpool(pooled, tf.zeros([1, 2, 2, 1], tf.int64), [None, 4, 4, 1])
-
-
-@pytest.mark.parametrize("method", model.UNPOOL_METHODS)
-def test_unpool_indices_beyond_float32_exactness(method):
-    # 4097 * 4097 > 2**24: an odd flat index up there is not representable in
-    # float32, so an implementation that casts indices puts the value elsewhere.
-    size = 4097
-    x = np.zeros((1, size, size, 1), np.float32)
-    x[0, size - 1, size - 2, 0] = 1.0
-    assert (size - 1) * size + size - 2 > 2 ** 24
-    with tf.Graph().as_default():
-        pooled, argmax = model.max_pool_with_argmax(tf.constant(x))
-        out = model.max_unpool(pooled, argmax, tf.shape(x), method=method)
-        with tf.Session() as sess:
-            u = sess.run(out)
-    assert u[0, size - 1, size - 2, 0] == 1.0 and u.sum() == 1.0
-
-
-@pytest.mark.parametrize("method", model.UNPOOL_METHODS)
-def test_unpool_gradient_matches_numerical(method, rng):
-    shape = (2, 5, 6, 2)
-    x = rng.normal(size=shape)
-    with tf.Graph().as_default():
-        _, argmax = model.max_pool_with_argmax(tf.constant(x))
-        pooled = tf.placeholder(tf.float64, [None, 3, 3, 2])
-        out = model.max_unpool(pooled, argmax, list(shape), method=method)
-        with tf.Session():
-            p0 = rng.normal(size=(2, 3, 3, 2))
-            theoretical, numerical = tf.test.compute_gradient(
-                pooled, [2, 3, 3, 2], out, list(shape), x_init_value=p0)
-    np.testing.assert_allclose(theoretical, numerical, atol=1e-6)
-    # Each pooled value feeds exactly one output: one 1 per row of the Jacobian.
-    assert np.array_equal(theoretical.sum(axis=1), np.ones(theoretical.shape[0]))
-
-
-def test_unpool_gradient_through_pooling_on_dynamic_batch(rng):
-    # d/dx sum(w * unpool(pool(x))) = w where x is its window's maximum, else 0.
-    x = rng.normal(size=(3, 7, 9, 2)).astype(np.float32)
-    w = rng.normal(size=x.shape).astype(np.float32)
-    grads = []
-    for method in model.UNPOOL_METHODS:
-        with tf.Graph().as_default():
-            xt = tf.placeholder(tf.float32, [None, 7, 9, 2])
-            pooled, argmax = model.max_pool_with_argmax(xt)
-            out = model.max_unpool(pooled, argmax, tf.shape(xt), method=method)
-            (g,) = tf.gradients(tf.reduce_sum(out * w), [xt])
-            with tf.Session() as sess:
-                gv, u = sess.run([g, out], {xt: x})
-        mask = u != 0
-        np.testing.assert_allclose(gv[mask], w[mask], rtol=1e-6)
-        assert (gv[~mask] == 0).all()
-        grads.append(gv)
-    np.testing.assert_array_equal(grads[0], grads[1])
 
 
 # --------------------------------------------------------------------------

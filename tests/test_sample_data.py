@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segnet_lib import sample_data, voc
+from segnet_lib import datasets, files, sample_data, voc
 from segnet_lib.cli import main
 
 
@@ -16,8 +16,8 @@ def small_root(tmp_path_factory):
 
 
 def test_layout_and_splits(small_root):
-    train = voc.VOCSegmentation(small_root, "train")
-    val = voc.VOCSegmentation(small_root, "val")
+    train = datasets.VOCSegmentation(small_root, "train")
+    val = datasets.VOCSegmentation(small_root, "val")
     assert len(train) == 8 and len(val) == 4 and not set(train.ids) & set(val.ids)
     assert voc.read_split_ids(small_root, "trainval") == train.ids + val.ids
     for ds in (train, val):
@@ -33,7 +33,7 @@ def test_layout_and_splits(small_root):
 
 
 def test_every_object_outline_is_void(small_root):
-    ds = voc.VOCSegmentation(small_root, "train")
+    ds = datasets.VOCSegmentation(small_root, "train")
     for i in range(len(ds)):
         mask = ds[i][1]
         # Two 4-neighbours with different non-void classes would be an
@@ -65,16 +65,15 @@ def test_generation_needs_no_network(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise OSError("network disabled by the test")
 
-    sample_data._source.cache_clear()  # re-read the bundled files under the ban
-    sample_data._horse_silhouette.cache_clear()
+    sample_data.clear_caches()  # re-read the bundled files under the ban
     monkeypatch.setattr(socket, "socket", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
     root = sample_data.generate(tmp_path / "offline", seed=2, num_train=3, num_val=1)
-    assert len(voc.VOCSegmentation(root, "train")) == 3
+    assert len(datasets.VOCSegmentation(root, "train")) == 3
 
 
 def test_sample_root_caches_atomically(tmp_path, monkeypatch):
-    monkeypatch.setenv(sample_data.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(files.CACHE_ENV, str(tmp_path / "cache"))
     calls = []
     real = sample_data.generate
 
@@ -85,7 +84,7 @@ def test_sample_root_caches_atomically(tmp_path, monkeypatch):
     monkeypatch.setattr(sample_data, "generate", small)
     root = sample_data.sample_root(seed=3)
     assert root.parent == tmp_path / "cache" and f"seed3" in root.name
-    assert len(voc.VOCSegmentation(root, "train")) == 2
+    assert len(datasets.VOCSegmentation(root, "train")) == 2
     assert sample_data.sample_root(seed=3) == root and calls == [3]  # cached
 
     def crash(out_dir, seed=0, **kwargs):
@@ -117,8 +116,8 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys):
 
 
 def test_csv_matches_the_png_masks(small_root):
-    train = voc.VOCSegmentation(small_root, "train")
-    csv = voc.CSVSegmentation(small_root / "JPEGImages", small_root / "train.csv",
+    train = datasets.VOCSegmentation(small_root, "train")
+    csv = datasets.CSVSegmentation(small_root / "JPEGImages", small_root / "train.csv",
                               order=sample_data.CSV_ORDER, ids=train.ids)
     assert csv.ids == train.ids
     for i in range(len(train)):
@@ -136,7 +135,7 @@ def test_csv_dataset_feeds_the_pipeline(small_root):
     from segnet_lib import data
     from segnet_lib._tf import tf
 
-    csv = voc.CSVSegmentation(small_root / "JPEGImages", small_root / "val.csv",
+    csv = datasets.CSVSegmentation(small_root / "JPEGImages", small_root / "val.csv",
                               order=sample_data.CSV_ORDER)
     assert csv.ids == voc.read_split_ids(small_root, "val")
     config = data.InputConfig(crop_size=(64, 64), batch_size=2)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segnet_lib import model, study, train
+from segnet_lib import checkpoints, cli, config, datasets, export, metrics, model, recipes, study
 from segnet_lib._tf import tf
 
 
@@ -155,30 +155,12 @@ def test_paper_table_has_the_studied_variants():
     assert list(study.PAPER_TABLE1_NATURAL.index) == list(table.index)
 
 
-def test_recipes():
-    cpu = study.study_recipe("cpu")
-    assert cpu.variant == "segnet_basic" and cpu.data == "sample"
-    # One validation and one checkpoint, at the end: the scored weights are the last.
-    assert cpu.val_every == cpu.checkpoint_every == cpu.steps
-    # Changed steps move that one validation and checkpoint with them (the CLI's --steps).
-    longer = study.study_recipe("cpu", steps=40, seed=2)
-    assert longer.val_every == longer.checkpoint_every == longer.summary_every == 40
-    # ... and nothing else differs.
-    assert longer.replace(steps=600, seed=0, val_every=600, checkpoint_every=600,
-                          summary_every=600) == cpu
-    paper = study.study_recipe("paper")
-    assert (paper.optimizer, paper.learning_rate, paper.momentum, paper.batch_size) == (
-        "sgd", 0.1, 0.9, 12)
-    with pytest.raises(ValueError, match="size"):
-        study.study_recipe("huge")
-
-
 # ---------------------------------------------------------------------------
 # End to end
 # ---------------------------------------------------------------------------
 
 def tiny_recipe(**changes):
-    config = study.study_recipe("cpu").replace(
+    config = recipes.study_recipe("cpu").replace(
         width_multiplier=0.125, crop_size=(32, 32), batch_size=2, steps=2, val_every=2,
         checkpoint_every=2, val_images=2, log_every=1)
     return config.replace(**changes)
@@ -203,10 +185,10 @@ def test_run_study_table_and_csv(tiny_study):
     assert table.loc["bilinear", "state_bytes"] == 0 < table.loc["unpool", "state_bytes"]
     # The parameters are those of the model each run trained.
     for decoder in table.index:
-        config = train.read_config(out / decoder)
-        assert config.model_options["decoder"] == decoder
+        run = config.read_config(out / decoder)
+        assert run.model_options["decoder"] == decoder
         assert table.loc[decoder, "params"] == study.measure_model(
-            config.model_config(), 21, (8, 8))["params"]
+            run.model_config(), 21, (8, 8))["params"]
     back = pd.read_csv(out / study.RESULTS_FILE, index_col="decoder")
     pd.testing.assert_frame_equal(back, table, check_dtype=False, check_exact=False, rtol=1e-9)
     info = json.loads((out / study.STUDY_FILE).read_text())
@@ -214,11 +196,9 @@ def test_run_study_table_and_csv(tiny_study):
 
 
 def test_run_study_scores_match_a_separate_evaluation(tiny_study):
-    from segnet_lib import metrics
-
     out, table = tiny_study
-    _, val_set = train.open_datasets(tiny_recipe())
-    with train.load_predictor(out / "bilinear", checkpoint="latest") as predictor:
+    _, val_set = datasets.open_datasets(tiny_recipe())
+    with export.load_predictor(out / "bilinear", checkpoint="latest") as predictor:
         scores = metrics.evaluate_dataset(predictor.predict, val_set, limit=3).scores()
     assert table.loc["bilinear", "mean_iou"] == pytest.approx(scores["mean_iou"])
     assert table.loc["bilinear", "boundary_f1"] == pytest.approx(scores["boundary_f1"])
@@ -226,12 +206,12 @@ def test_run_study_scores_match_a_separate_evaluation(tiny_study):
 
 def test_run_study_reuses_finished_runs(tiny_study):
     out, table = tiny_study
-    checkpoint = train.latest_checkpoint(out / "unpool")
+    checkpoint = checkpoints.latest_checkpoint(out / "unpool")
     stamp = (Path(checkpoint + ".index")).stat().st_mtime_ns
     again = study.run_study(tiny_recipe(), out, decoders=("unpool",), eval_limit=3,
                             timing_repeats=1, log=None)
     # No training step ran: the same single checkpoint, untouched.
-    assert train.latest_checkpoint(out / "unpool") == checkpoint
+    assert checkpoints.latest_checkpoint(out / "unpool") == checkpoint
     assert Path(checkpoint + ".index").stat().st_mtime_ns == stamp
     assert again.loc["unpool", "mean_iou"] == table.loc["unpool", "mean_iou"]
 
@@ -263,8 +243,6 @@ def test_study_directory_names_the_recipe():
 # ---------------------------------------------------------------------------
 
 def test_cli_study_writes_the_csv(tmp_path, capsys):
-    from segnet_lib import cli
-
     status = cli.main(["study", "--out", str(tmp_path), "--decoders", "deconv", "--steps", "2",
                        "--width", "0.125", "--crop", "32", "--batch-size", "2",
                        "--eval-limit", "2", "--timing-repeats", "1"])
@@ -276,8 +254,6 @@ def test_cli_study_writes_the_csv(tmp_path, capsys):
 
 
 def test_cli_study_rejects_bad_decoders(tmp_path, capsys):
-    from segnet_lib import cli
-
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["study", "--out", str(tmp_path), "--decoders", "unpool,upsample"])
     assert exit_info.value.code == 2

@@ -1,12 +1,18 @@
-"""Score a trained checkpoint on one split of a VOC-layout dataset.
+"""Score a trained checkpoint on one split of a dataset.
 
 Runs the model over every image of the split (or the first --limit), sums the
 confusion matrix, and prints the SegNet paper's measures: global and class
 accuracy, mean and frequency-weighted IoU, and the boundary F1 score, then one
 row per class. The same numbers go to --out as metrics.json (summary, per-class
-values and the confusion matrix), metrics.csv (per class) and per_image.csv.
-With --mc-samples N the model must be a Bayesian SegNet; its prediction is the
-mean of N Monte Carlo dropout passes.
+values and the confusion matrix), metrics.csv (per class) and per_image.csv,
+each written atomically. With --mc-samples N the model must be a Bayesian
+SegNet; its prediction is the mean of N Monte Carlo dropout passes.
+
+--data takes what `train --data` takes: 'sample', a VOC-layout folder or an
+RLE CSV. A CSV's split 'val' is the share of its images that training held
+out: when --checkpoint is a run folder trained on the same CSV, its pixel
+order, image folder, validation CSV, held-out fraction and seed are read from
+the run's config.json (any of them may be given again).
 """
 from __future__ import annotations
 
@@ -15,9 +21,18 @@ import json
 import math
 from pathlib import Path
 
-from segnet_lib.cli import at_least
+import pandas as pd
+
+from segnet_lib import bayes, datasets, export, metrics
+from segnet_lib.checkpoints import CONFIG_FILE
+from segnet_lib.cli import Refused, add_config_options, at_least
+from segnet_lib.config import TrainConfig, read_config
+from segnet_lib.files import atomic_write_text
 
 HELP = "score a checkpoint on a dataset split (accuracy, IoU, BF) and write CSV + JSON"
+
+# TrainConfig fields that say which data a split is (shared with `train`).
+_DATA_FIELDS = ("rle_order", "image_dir", "val_csv", "val_fraction")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,10 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run folder written by `train`, or an exported model folder / .pb")
     parser.add_argument("--which", choices=("best", "latest"), default="best",
                         help="for a run folder: the best-validation or the newest checkpoint")
-    parser.add_argument("--data", metavar="DIR", default=None,
-                        help="VOC root or a folder above it; unset: $SEGNET_VOC_ROOT if set, "
-                             "else the sample data")
-    parser.add_argument("--split", default="val", help="split to score (ImageSets/Segmentation)")
+    parser.add_argument("--data", metavar="{sample,DIR,CSV}", default=None,
+                        help="'sample', a VOC-layout folder (or one above it) or an RLE CSV; "
+                             "unset: $SEGNET_VOC_ROOT if set, else the sample data")
+    parser.add_argument("--split", default="val",
+                        help="split to score: a list in ImageSets/Segmentation; for a CSV, "
+                             "'val' (the held-out images) or 'train'")
+    add_config_options(parser, TrainConfig, _DATA_FIELDS)
     parser.add_argument("--limit", type=at_least(int, 1), default=None,
                         help="score only the first N images")
     parser.add_argument("--out", metavar="DIR", default=None,
@@ -57,7 +75,7 @@ def _json_ready(value):
 
 
 def write_results(evaluator, out_dir, class_names, meta=None) -> dict:
-    """Writes metrics.json, metrics.csv and per_image.csv for a filled Evaluator.
+    """Writes metrics.json, metrics.csv and per_image.csv for a filled Evaluator, atomically.
 
     Args:
         evaluator: a :class:`segnet_lib.metrics.Evaluator` after the split.
@@ -68,8 +86,6 @@ def write_results(evaluator, out_dir, class_names, meta=None) -> dict:
     Returns:
         ``{'json': path, 'csv': path, 'per_image': path}``.
     """
-    from segnet_lib import metrics
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     scores = evaluator.scores()
@@ -86,42 +102,58 @@ def write_results(evaluator, out_dir, class_names, meta=None) -> dict:
         "confusion": evaluator.confusion,
         "class_names": list(class_names),
     })
-    paths["json"].write_text(json.dumps(_json_ready(report), indent=2) + "\n")
-    per_class.to_csv(paths["csv"])
-    evaluator.per_image().to_csv(paths["per_image"], index=False)
+    atomic_write_text(paths["json"], json.dumps(_json_ready(report), indent=2) + "\n")
+    atomic_write_text(paths["csv"], per_class.to_csv())
+    atomic_write_text(paths["per_image"], evaluator.per_image().to_csv(index=False))
     return paths
+
+
+def open_data(args: argparse.Namespace, run_config=None):
+    """The dataset to score: ``--data``/``--split`` through :func:`segnet_lib.datasets.open_split`.
+
+    Options not given come from ``run_config`` (the run's saved config) when
+    ``--data`` names the same data, so a CSV's held-out split is the one the
+    run trained without.
+    """
+    if args.data is None:
+        return datasets.book_dataset(args.split)
+    names = (*_DATA_FIELDS, "seed")
+    defaults = TrainConfig()
+    options = {k: getattr(defaults, k) for k in names}
+    if run_config is not None and _resolved(run_config.data) == _resolved(args.data):
+        options.update({k: getattr(run_config, k) for k in names})
+    options.update({k: getattr(args, k) for k in _DATA_FIELDS if getattr(args, k) is not None})
+    return datasets.open_split(_resolved(args.data), args.split, **options)
+
+
+def _resolved(data: str) -> str:
+    return data if data == "sample" else str(Path(data).expanduser().resolve())
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluates, prints the tables and writes the files; returns 0."""
-    import pandas as pd
-
-    from segnet_lib import bayes, metrics, train, voc
-
     checkpoint = Path(args.checkpoint)
     if not checkpoint.exists():
-        args._parser.error(f"--checkpoint {checkpoint}: no such run folder or exported model")
-    if args.data is not None and not Path(args.data).is_dir():
-        args._parser.error(f"--data {args.data}: no such folder")
+        raise Refused(f"--checkpoint {checkpoint}: no such run folder or exported model")
+    is_run = (checkpoint / CONFIG_FILE).is_file()
     try:
-        dataset = (voc.VOCSegmentation(args.data, args.split) if args.data is not None
-                   else voc.dataset_from_env(args.split))
+        dataset = open_data(args, read_config(checkpoint) if is_run else None)
     except (FileNotFoundError, ValueError) as err:
-        args._parser.error(f"--data/--split: {err}")
+        raise Refused(f"--data {args.data}, --split {args.split}: {err}") from None
 
-    predictor = train.load_predictor(checkpoint, **(
-        {"checkpoint": args.which} if (checkpoint / train.CONFIG_FILE).is_file() else {}))
+    try:
+        predictor = export.load_predictor(checkpoint, **({"checkpoint": args.which} if is_run else {}))
+    except FileNotFoundError as err:
+        raise Refused(f"--checkpoint {checkpoint}: {err}") from None
     with predictor:
         if predictor.num_classes != dataset.num_classes:
-            args._parser.error(
-                f"the model in {checkpoint} has {predictor.num_classes} classes, the dataset "
-                f"{dataset.num_classes}")
+            raise Refused(f"the model in {checkpoint} has {predictor.num_classes} classes, the "
+                          f"dataset {dataset.num_classes}")
         predict = predictor.predict
         if args.mc_samples:
             if not predictor.has_mc_dropout:
-                args._parser.error(
-                    f"--mc-samples: the {predictor.variant!r} model in {checkpoint} has no "
-                    "dropout to sample (train the 'bayesian' variant)")
+                raise Refused(f"--mc-samples: the {predictor.variant!r} model in {checkpoint} has "
+                              "no dropout to sample (train the 'bayesian' variant)")
 
             def predict(image):
                 return bayes.mc_dropout_predict(predictor.sample, image, args.mc_samples).mean
@@ -133,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
     out_dir = Path(args.out) if args.out else run_dir / f"eval-{args.split}"
     meta = {"checkpoint": str(checkpoint), "model": repr(predictor),
-            "data": str(getattr(dataset, "root", args.data)),
+            "data": str(getattr(dataset, "root", getattr(dataset, "csv_path", args.data))),
             "split": args.split, "mc_samples": args.mc_samples,
             "boundary_tolerance": args.tolerance}
     paths = write_results(evaluator, out_dir, dataset.class_names, meta)

@@ -17,10 +17,14 @@ Example:
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from segnet_lib.cli import at_least
+import numpy as np
+from PIL import Image
+
+from segnet_lib import bayes, export, model, rle, setup, train, voc
+from segnet_lib.cli import Refused, at_least
+from segnet_lib.rle_csv import write_csv
 
 HELP = "segment images with a trained model: coloured PNG masks + an RLE CSV"
 
@@ -37,62 +41,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder for the PNG masks and predictions.csv (created)")
     parser.add_argument("--which", choices=("best", "latest"), default="best",
                         help="for a run folder: the best-validation or the newest checkpoint")
-    parser.add_argument("--variant", choices=("segnet", "segnet_basic", "bayesian"),
+    parser.add_argument("--variant", choices=model.VARIANTS,
                         default="segnet", help="with --checkpoint sample: which sample model")
-    parser.add_argument("--rle-order", choices=("C", "F"), default="C", help=(
+    parser.add_argument("--rle-order", choices=rle.ORDERS, default="C", help=(
         "pixel order of the CSV's RLE strings: C = row-major, F = column-major"))
     parser.add_argument("--mc-samples", type=at_least(int, 1), default=None, metavar="N", help=(
         "Bayesian SegNet: predict the mean of N Monte Carlo dropout passes"))
 
 
-def _check(args, parser) -> list:
+def _check(args) -> list:
     images = [Path(p).expanduser() for p in args.images]
     missing = [str(p) for p in images if not p.is_file()]
     if missing:
-        parser.error(f"image(s) not found: {', '.join(missing)}")
+        raise Refused(f"image(s) not found: {', '.join(missing)}")
     stems = [p.stem for p in images]
     clash = sorted({s for s in stems if stems.count(s) > 1})
     if clash:
-        parser.error(f"several images are named {clash[0]!r}; their masks would overwrite each other")
+        raise Refused(f"several images are named {clash[0]!r}; their masks would overwrite each other")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
-        parser.error(f"--out {out} exists and is not a folder")
+        raise Refused(f"--out {out} exists and is not a folder")
     if args.checkpoint != "sample" and not Path(args.checkpoint).expanduser().exists():
-        parser.error(f"--checkpoint {args.checkpoint}: not found")
+        raise Refused(f"--checkpoint {args.checkpoint}: not found")
     return images
 
 
 def run(args: argparse.Namespace) -> int:
-    """Predicts every image; returns 0, or 1 when the model cannot do what is asked."""
-    images = _check(args, args._parser)
-
-    import numpy as np
-    from PIL import Image
-
-    import segnet_lib
-    from segnet_lib import rle, train, voc
-
-    segnet_lib.setup(verbose=False)
+    """Predicts every image; returns 0 (refusals exit with 2, see the CLI's exit codes)."""
+    images = _check(args)
+    setup(verbose=False)
     path = train.sample_checkpoint(args.variant, progress=True) if args.checkpoint == "sample" \
         else args.checkpoint
     try:
-        predictor = train.load_predictor(path, checkpoint=args.which)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        predictor = export.load_predictor(path, checkpoint=args.which)
+    except FileNotFoundError as err:
+        raise Refused(f"--checkpoint {args.checkpoint}: {err}") from None
     with predictor:
         if args.mc_samples and not predictor.has_mc_dropout:
-            print(f"error: --mc-samples needs a bayesian model; {path} is {predictor.variant!r}",
-                  file=sys.stderr)
-            return 1
+            raise Refused(f"--mc-samples: the {predictor.variant!r} model in {path} has no "
+                          "dropout to sample (train the 'bayesian' variant)")
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         label_maps = {}
         for image_path in images:
             image = voc.read_image(image_path)
             if args.mc_samples:
-                from segnet_lib import bayes
-
                 labels = bayes.mc_dropout_predict(predictor.sample, image, args.mc_samples).labels
             else:
                 labels = predictor.predict(image).argmax(-1)
@@ -101,6 +94,6 @@ def run(args: argparse.Namespace) -> int:
             label_maps[image_path.stem] = labels
             present = [predictor.class_names[c] for c in np.unique(labels)]
             print(f"{image_path.name}: {', '.join(present)}")
-        csv = rle.write_csv(out / CSV_NAME, label_maps, order=args.rle_order)
+        csv = write_csv(out / CSV_NAME, label_maps, order=args.rle_order)
     print(f"Wrote {len(images)} mask(s) and {csv}")
     return 0

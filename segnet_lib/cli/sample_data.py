@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from segnet_lib.cli import at_least
+from segnet_lib import sample_data
+from segnet_lib.cli import Refused, at_least
 
 HELP = "generate the small sample dataset (VOC layout + RLE CSV)"
 
@@ -26,11 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Writes the dataset and prints where; returns 0."""
-    from segnet_lib import sample_data
-
     if args.out is None:
         if args.num_train is not None or args.num_val is not None:
-            args._parser.error("--num-train/--num-val need --out (the cache has the default sizes)")
+            raise Refused("--num-train/--num-val need --out (the cache has the default sizes)")
         root = sample_data.sample_root(seed=args.seed)
     else:
         sizes = {k: v for k, v in (("num_train", args.num_train), ("num_val", args.num_val))

@@ -10,12 +10,8 @@ the inference time per image. Prints the table next to the paper's numbers and
 writes results.csv (and study.json) to --out. Finished runs in --out are
 reused, so rerunning only scores and times again.
 
-Recipes:
-  cpu    SegNet-Basic at a quarter width (16 features) on 64x64 crops of the
-         sample data, Adam at 2e-3 decaying to 0, 600 steps per decoder: about
-         6 minutes for the four decoders on a quiet 2-core CPU (notebook 07).
-  paper  64 features, SGD 0.1 with momentum 0.9, batch 12, 20000 steps on
-         224x224 crops of $SEGNET_VOC_ROOT (or the sample data): a GPU job.
+The recipes (--recipe) are listed below with what each sets; notebook 07
+runs the cpu one.
 
 Examples:
   python -m segnet_lib study --out runs/study
@@ -24,10 +20,12 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from segnet_lib.cli import at_least, image_size
+import pandas as pd
+
+from segnet_lib import model, recipes, setup, study
+from segnet_lib.cli import Refused, at_least, image_size
 
 _positive_int = at_least(int, 1)
 
@@ -35,8 +33,6 @@ HELP = "the decoder study: train each decoder variant alike, compare accuracy, m
 
 
 def _decoders(text: str):
-    from segnet_lib import model
-
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     unknown = [n for n in names if n not in model.DECODERS]
     if unknown or not names:
@@ -47,12 +43,15 @@ def _decoders(text: str):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds this command's options to ``parser``."""
-    from segnet_lib import study
-
+    lines = ["recipes (--recipe):"]
+    for name, recipe in recipes.STUDY_RECIPES.items():
+        lines += [f"  {name:<6} {recipes.summary(recipe)}",
+                  f"  {'':<6} {recipes.describe(recipe())}"]
+    parser.epilog = "\n".join(lines) + "\n\n" + (parser.epilog or "")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="folder of the runs and results.csv; unset: a cache folder named "
                              "after the recipe ($SEGNET_CACHE_DIR/studies/decoders-HASH)")
-    parser.add_argument("--recipe", choices=("cpu", "paper"), default="cpu",
+    parser.add_argument("--recipe", choices=tuple(recipes.STUDY_RECIPES), default="cpu",
                         help="the training recipe every decoder shares (see above)")
     parser.add_argument("--decoders", type=_decoders, default=study.DEFAULT_DECODERS,
                         metavar="LIST", help="comma-separated SegNetConfig.decoder values")
@@ -77,34 +76,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _recipe(args):
-    from segnet_lib import study
-
     options = {"data": args.data, "steps": args.steps, "width_multiplier": args.width,
                "crop_size": args.crop, "batch_size": args.batch_size, "seed": args.seed}
-    return study.study_recipe(args.recipe, **{k: v for k, v in options.items() if v is not None})
+    return recipes.study_recipe(args.recipe, **{k: v for k, v in options.items() if v is not None})
 
 
 def run(args: argparse.Namespace) -> int:
     """Runs the study, prints the tables and writes results.csv; returns 0."""
-    import pandas as pd
-
-    from segnet_lib import setup, study
-
     try:
         config = _recipe(args)
     except ValueError as err:
-        args._parser.error(str(err))
+        raise Refused(str(err)) from None
     if config.data != "sample" and not Path(config.data).exists():
-        args._parser.error(f"--data {config.data}: no such folder")
+        raise Refused(f"--data {config.data}: no such folder")
     setup(seed=config.seed, verbose=False)
     out_dir = Path(args.out) if args.out else study.study_dir(config, args.decoders)
-    try:
-        table = study.run_study(config, out_dir, decoders=args.decoders,
-                                memory_size=args.memory_size, eval_limit=args.eval_limit,
-                                timing_repeats=args.timing_repeats, progress=args.progress)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    table = study.run_study(config, out_dir, decoders=args.decoders,
+                            memory_size=args.memory_size, eval_limit=args.eval_limit,
+                            timing_repeats=args.timing_repeats, progress=args.progress)
     shown = table.copy()
     for column in ("state_bytes", "state_bytes_2bit"):
         shown[column.replace("bytes", "MB")] = shown.pop(column) / 1e6

@@ -1,0 +1,103 @@
+"""segnet_lib.config: TrainConfig's checks, JSON round trip, fingerprint, run folder checks."""
+import dataclasses
+import json
+
+import pytest
+
+from segnet_lib import checkpoints, config, data, model
+
+
+@pytest.mark.parametrize("changes, word", [
+    (dict(steps=0), "steps"), (dict(variant="unet"), "variant"),
+    (dict(optimizer="rmsprop"), "optimizer"),
+    (dict(learning_rate=-1.0), "learning_rate"), (dict(crop_size=(0, 32)), "crop_size"),
+    (dict(model_options={"no_such_field": 1}), "no_such_field"), (dict(rle_order="X"), "rle_order"),
+    (dict(batch_size=2.5), "batch_size"),
+])
+def test_config_rejects_bad_values(tiny_config, changes, word):
+    with pytest.raises(ValueError, match=word):
+        tiny_config(**changes)
+
+
+@pytest.mark.parametrize("changes, owner", [
+    (dict(width_multiplier=0), model.SegNetConfig), (dict(dropout_rate=1.0), model.SegNetConfig),
+    (dict(weight_decay=-1.0), model.SegNetConfig),
+    (dict(model_options={"upsample_kernel": 3}), model.SegNetConfig),
+    (dict(min_scale=2.0), data.InputConfig), (dict(crop_size=(0, 32)), data.InputConfig),
+    (dict(batch_size=0), data.InputConfig),
+])
+def test_model_and_input_fields_are_checked_by_their_own_configs(tiny_config, changes, owner):
+    """TrainConfig passes these fields on; the config that uses them says what is wrong."""
+    base = tiny_config()
+    with pytest.raises(ValueError) as from_train:
+        tiny_config(**changes)
+    if owner is model.SegNetConfig:
+        values = {k: getattr(base, k) for k in ("variant", "width_multiplier", "dropout_rate",
+                                                "weight_decay")}
+        values.update({k: v for k, v in changes.items() if k != "model_options"},
+                      **changes.get("model_options", {}))
+    else:
+        values = {k: getattr(base, k) for k in ("crop_size", "batch_size", "min_scale", "max_scale")}
+        values.update(changes)
+    with pytest.raises(ValueError) as from_owner:
+        owner(**values)
+    assert str(from_train.value) == f"TrainConfig: {from_owner.value}"
+
+
+def test_config_round_trips_through_json(tiny_config):
+    run = tiny_config(model_options={"batch_norm_decay": 0.95}, resize_to=(64, 48))
+    again = config.TrainConfig.from_dict(json.loads(json.dumps(run.to_dict())))
+    assert again == run
+    assert again.model_config().batch_norm_decay == 0.95
+    assert again.fingerprint() == run.fingerprint()
+    assert run.replace(log_every=5).fingerprint() == run.fingerprint()
+    assert run.replace(seed=1).fingerprint() != run.fingerprint()
+    with pytest.raises(ValueError, match=r"unknown TrainConfig fields \['colour'\]"):
+        config.TrainConfig.from_dict({**run.to_dict(), "colour": "red"})
+
+
+def test_write_and_read_config(tmp_path, tiny_config):
+    run = tiny_config(seed=3)
+    config.write_config(run, tmp_path)
+    assert config.read_config(tmp_path) == run
+    (tmp_path / checkpoints.CONFIG_FILE).write_text('{"steps": "many"')
+    with pytest.raises(ValueError, match="is not a valid training config"):
+        config.read_config(tmp_path)
+    with pytest.raises(FileNotFoundError, match="not a training run folder"):
+        config.read_config(tmp_path / "nothing")
+
+
+def test_every_field_documents_itself_once():
+    """The help of each field is in its metadata, used by the CLI and the docstring."""
+    fields = dataclasses.fields(config.TrainConfig)
+    flags = [f.metadata["flag"] or f"--{f.name.replace('_', '-')}" for f in fields
+             if f.metadata["flag"] != ""]
+    assert len(flags) == len(set(flags)) == len(fields) - 1  # all but model_options
+    for field in fields:
+        assert len(field.metadata["help"]) > 10, field.name
+        assert f"        {field.name}: {field.metadata['help'][:30]}" in \
+            config.TrainConfig.__doc__.replace("\n            ", " "), field.name
+    by_name = {f.name: f for f in fields}
+    assert by_name["variant"].metadata["choices"] == model.VARIANTS
+    assert by_name["optimizer"].metadata["choices"] == config.OPTIMIZERS
+
+
+def test_check_run_dir(tmp_path, tiny_config):
+    run = tiny_config()
+    assert config.check_run_dir(run, tmp_path / "new") is None
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / checkpoints.CONFIG_FILE).write_text(json.dumps(run.to_dict()))
+    assert config.check_run_dir(run.replace(steps=60, val_every=7), tmp_path / "run") == run
+    with pytest.raises(ValueError, match="learning_rate: 0.001 -> 0.01"):
+        config.check_run_dir(run.replace(learning_rate=0.01), tmp_path / "run")
+    poly = run.replace(lr_schedule="poly")
+    (tmp_path / "run" / checkpoints.CONFIG_FILE).write_text(json.dumps(poly.to_dict()))
+    with pytest.raises(ValueError, match="steps"):
+        config.check_run_dir(poly.replace(steps=60), tmp_path / "run")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty"):
+        config.check_run_dir(run, tmp_path / "other")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is not a folder"):
+        config.check_run_dir(run, tmp_path / "file")
