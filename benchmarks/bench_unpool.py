@@ -4,7 +4,9 @@
    MaxPoolGradWithArgmax kernel as the forward pass, a gather as its gradient)
    against ``method='scatter_nd'`` (the formulation in most SegNet ports), on
    the unpooling shapes of SegNet at batch 4, 224x224: the first decoder stage
-   (14 -> 28, 512 features) and the last (112 -> 224, 64 features).
+   (14 -> 28, 512 features) and the last (112 -> 224, 64 features). Both
+   unchecked, as the model builder calls them; the last columns time the
+   default ``checked=True`` fused op (index range and size assertions).
 2. A full SegNet training step (forward, backward, momentum update, batch-norm
    updates) at batch 4, 224x224, 21 classes, full width, with each method:
    images per second.
@@ -21,7 +23,7 @@ import time
 import numpy as np
 
 import segnet_lib
-from segnet_lib import model
+from segnet_lib import model, unpool
 from segnet_lib._tf import tf
 
 SHAPES = {  # name: pre-pool shape [batch, height, width, channels]
@@ -43,37 +45,42 @@ def bench_unpool(repeats):
         graph = tf.Graph()
         with graph.as_default():
             x = tf.constant(rng.normal(size=shape).astype(np.float32))
-            pooled, argmax = model.max_pool_with_argmax(x)
+            pooled, argmax = unpool.max_pool_with_argmax(x)
             # Pool once, keep the result: the benchmark times the unpooling only.
             p_var = tf.Variable(tf.zeros(pooled.shape), trainable=False)
             a_var = tf.Variable(tf.zeros(argmax.shape, tf.int64), trainable=False)
             setup = [tf.assign(p_var, pooled), tf.assign(a_var, argmax)]
             weight = tf.constant(rng.normal(size=shape).astype(np.float32))
             fetches = {}
-            for method in model.UNPOOL_METHODS:
-                out = model.max_unpool(p_var, a_var, list(shape), method=method)
+            variants = {m: (m, False) for m in unpool.UNPOOL_METHODS}
+            variants["fused checked"] = ("fused", True)
+            for name, (method, checked) in variants.items():
+                out = unpool.max_unpool(p_var, a_var, list(shape), method=method, checked=checked)
                 loss = tf.reduce_sum(out * weight)
                 (grad,) = tf.gradients(loss, [p_var])
                 # Neither gradient needs the forward output, so the forward+backward
                 # fetch names both ops (a tf.group NoOp gets pruned by Grappler).
-                fetches[method] = {"forward": loss.op, "forward+backward": [loss.op, grad.op]}
+                fetches[name] = {"forward": loss.op, "forward+backward": [loss.op, grad.op]}
         with tf.Session(graph=graph) as sess:
             sess.run(tf.global_variables_initializer())
             sess.run(setup)
-            for method in model.UNPOOL_METHODS:  # warm-up
-                for fetch in fetches[method].values():
+            for name in variants:  # warm-up
+                for fetch in fetches[name].values():
                     sess.run(fetch)
-            times = {(m, k): [] for m in model.UNPOOL_METHODS for k in fetches[m]}
+            times = {(m, k): [] for m in variants for k in fetches[m]}
             for _ in range(repeats):
                 for (m, k) in times:
                     times[(m, k)].append(_timed(sess, fetches[m][k]))
         for kind in ("forward", "forward+backward"):
             fused = min(times[("fused", kind)])
             scatter = min(times[("scatter_nd", kind)])
-            rows.append((label, kind, fused * 1e3, scatter * 1e3, scatter / fused))
-    print(f"{'shape':36s} {'pass':17s} {'fused ms':>9s} {'scatter_nd ms':>14s} {'ratio':>6s}")
-    for label, kind, f, s, r in rows:
-        print(f"{label:36s} {kind:17s} {f:9.2f} {s:14.2f} {r:6.2f}")
+            checked = min(times[("fused checked", kind)])
+            rows.append((label, kind, fused * 1e3, scatter * 1e3, scatter / fused, checked * 1e3,
+                         checked / fused))
+    print(f"{'shape':36s} {'pass':17s} {'fused ms':>9s} {'scatter_nd ms':>14s} {'ratio':>6s} "
+          f"{'checked ms':>11s} {'checked/fused':>14s}")
+    for label, kind, f, s, r, c, cr in rows:
+        print(f"{label:36s} {kind:17s} {f:9.2f} {s:14.2f} {r:6.2f} {c:11.2f} {cr:14.2f}")
     return rows
 
 
@@ -82,7 +89,7 @@ def bench_segnet(steps, batch=4, size=224, num_classes=21, width=1.0):
     images = rng.normal(0, 50, (batch, size, size, 3)).astype(np.float32)
     labels = rng.integers(0, num_classes, (batch, size, size)).astype(np.int32)
     sessions = {}
-    for method in model.UNPOOL_METHODS:
+    for method in unpool.UNPOOL_METHODS:
         graph = tf.Graph()
         with graph.as_default():
             segnet_lib.set_seed(0)

@@ -1,7 +1,7 @@
 """SegNet, step by step: the helper library behind the tutorial book.
 
-One module per concept (see README, "Layout"); imports flow one way, from the
-top of this list to the bottom, with no cycle (``tests/test_structure.py``):
+One module per concept (see README, "Layout"); a module imports only modules
+above it in this list, so there is no cycle (``tests/test_structure.py``):
 
 * :mod:`segnet_lib.files`: atomic writes and the cache folder.
 * :mod:`segnet_lib.rle_text`, :mod:`segnet_lib.rle`, :mod:`segnet_lib.rle_csv`:
@@ -13,14 +13,15 @@ top of this list to the bottom, with no cycle (``tests/test_structure.py``):
 * :mod:`segnet_lib.unpool`, :mod:`segnet_lib.model`: pooling indices and
   unpooling; the SegNet graph builders.
 * :mod:`segnet_lib.weights`: VGG16 ImageNet weights for the encoder.
+* :mod:`segnet_lib.metrics`: confusion matrix, accuracies, IoU, boundary F1.
 * :mod:`segnet_lib.losses`, :mod:`segnet_lib.runtime`: what training minimises;
   sessions and determinism.
 * :mod:`segnet_lib.checkpoints`, :mod:`segnet_lib.config`,
   :mod:`segnet_lib.recipes`: the run folder; ``TrainConfig``; the recipes.
 * :mod:`segnet_lib.export`, :mod:`segnet_lib.train`: the inference model and
   the ``Predictor``; the training graph and loop.
-* :mod:`segnet_lib.metrics`, :mod:`segnet_lib.bayes`, :mod:`segnet_lib.viz`,
-  :mod:`segnet_lib.study`: scores, Monte Carlo dropout, plots, the decoder study.
+* :mod:`segnet_lib.bayes`, :mod:`segnet_lib.viz`, :mod:`segnet_lib.study`: Monte
+  Carlo dropout, plots, the decoder study.
 * :mod:`segnet_lib.cli`: ``python -m segnet_lib COMMAND``.
 
 Importing the package does not import TensorFlow; :func:`setup` does.

@@ -1,4 +1,7 @@
 """Shared fixtures. Importing segnet_lib first keeps TF's C++ start-up quiet."""
+import contextlib
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +92,24 @@ def tiny_run(tmp_path_factory, tiny_config):
     out = tmp_path_factory.mktemp("runs") / "tiny"
     history = train.train(tiny_config(), out, progress=False, log=None)
     return out, history
+
+
+@contextlib.contextmanager
+def another_process_holding_the_lock(run_dir):
+    """A child process holds ``run_dir``'s run lock while the block runs."""
+    hold = ("import sys, time; from segnet_lib import checkpoints\n"
+            "with checkpoints.run_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)")
+    other = subprocess.Popen([sys.executable, "-c", hold, str(run_dir)], stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert other.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        other.kill()
+        other.wait()
+
+
+@pytest.fixture
+def lock_held_elsewhere():
+    """``with lock_held_elsewhere(run_dir): ...``: another process trains there meanwhile."""
+    return another_process_holding_the_lock

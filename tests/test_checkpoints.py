@@ -1,7 +1,5 @@
 """segnet_lib.checkpoints: checkpoint folders, history, the run lock, class weights."""
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -85,19 +83,11 @@ def test_history_round_trip(tmp_path):
         checkpoints.read_history(tmp_path / "elsewhere")
 
 
-def test_run_lock_lets_one_process_in(tmp_path):
-    hold = ("import sys, time; from segnet_lib import checkpoints\n"
-            "with checkpoints.run_lock(sys.argv[1]):\n    print('locked', flush=True); time.sleep(30)")
-    other = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path)], stdout=subprocess.PIPE,
-                             text=True)
-    try:
-        assert other.stdout.readline().strip() == "locked"
+def test_run_lock_lets_one_process_in(tmp_path, lock_held_elsewhere):
+    with lock_held_elsewhere(tmp_path):
         with pytest.raises(checkpoints.RunInUse, match="another process is training"):
             with checkpoints.run_lock(tmp_path):
                 pass
-    finally:
-        other.kill()
-        other.wait()
     with checkpoints.run_lock(tmp_path):  # free again once that process is gone
         pass
 

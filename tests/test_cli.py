@@ -144,6 +144,15 @@ def test_train_rejects_bad_arguments_before_any_work(tmp_path, capsys, extra, me
     assert not out.exists()
 
 
+def test_train_refuses_a_run_folder_another_process_trains_in(tmp_path, capsys,
+                                                              lock_held_elsewhere):
+    out = tmp_path / "run"
+    with lock_held_elsewhere(out):
+        assert exit_code(["train", *TINY, "--out", str(out)]) == cli.EXIT_REFUSED
+    assert "another process is training in" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [checkpoints.LOCK_FILE]
+
+
 def test_train_rejects_a_csv_without_its_pixel_order(tmp_path, capsys):
     csv = sample_data.sample_root() / "train.csv"
     assert exit_code(["train", *TINY, "--data", str(csv), "--out", str(tmp_path / "r")]) == 2

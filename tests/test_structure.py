@@ -26,6 +26,15 @@ MAX_LINES = 700
 # TensorFlow (a CLI's --help, the sample-data generator and the RLE codec do
 # not need it), so setup() imports it when called.
 ALLOWED_LAZY = {("segnet_lib._setup", "segnet_lib._tf")}
+# The order the README ("Design") and the package docstring give: a module may
+# import only modules of earlier layers. "" is the package's __init__, which every
+# module imports implicitly and which imports only _setup.
+LAYERS = [
+    ["_tf", "_setup"], [""], ["files"], ["rle_text"], ["rle"], ["rle_csv"], ["voc"], ["sample_data"],
+    ["datasets"], ["data"], ["unpool"], ["model"], ["weights"], ["metrics"],
+    ["losses", "runtime"], ["checkpoints"], ["config"], ["recipes"], ["export"], ["train"],
+    ["bayes", "viz", "study"], ["cli"], ["__main__"],
+]
 
 
 # ---------------------------------------------------------------------------
@@ -192,6 +201,20 @@ def test_no_import_cycle_in_segnet_lib():
     graph, _ = import_graph(REPO, PACKAGE)
     assert len(graph) > 20  # the walk found the modules
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_imports_follow_the_documented_layers():
+    graph, _ = import_graph(REPO, PACKAGE)
+    level = {f"{PACKAGE}.{name}".rstrip("."): i for i, layer in enumerate(LAYERS) for name in layer}
+
+    def layer_of(module):  # cli.train is in cli's layer
+        return level.get(".".join(module.split(".")[:2]), -1)
+
+    assert [m for m in graph if layer_of(m) < 0] == [], "a module has no layer in LAYERS"
+    cli_layer = level[f"{PACKAGE}.cli"]
+    upward = [(a, b) for a, targets in graph.items() for b in targets
+              if layer_of(b) >= layer_of(a) and not (layer_of(a) == layer_of(b) == cli_layer)]
+    assert upward == []
 
 
 def test_no_sibling_import_inside_a_function():
