@@ -157,9 +157,10 @@ def max_unpool(pooled, argmax, output_shape, method="fused", name=None, checked=
             ``include_batch_in_index=True`` ones, or another pool's) raise an
             error naming this op and the range found, instead of failing a
             CHECK inside the fused kernel, which aborts the whole process (a
-            notebook's kernel dies without a message). Two reductions over
-            ``argmax``, cheap next to a convolution; the model builder turns
-            it off because its indices come from its own pools.
+            notebook's kernel dies without a message). It costs two reductions
+            and a clip over ``argmax`` (``benchmarks/bench_unpool.py`` prints
+            the time against the unchecked op); the model builder turns it
+            off because its indices come from its own pools.
 
     Returns:
         A tensor ``[batch, height, width, channels]`` of ``pooled``'s dtype. The
