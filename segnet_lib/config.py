@@ -27,7 +27,7 @@ import numpy as np
 from segnet_lib import data, datasets, model, rle
 from segnet_lib.checkpoints import CONFIG_FILE, LOCK_FILE
 from segnet_lib.files import atomic_write_text
-from segnet_lib.runtime import cpu_count
+from segnet_lib.runtime import PRECISIONS, cpu_count
 
 __all__ = ["TrainConfig", "read_config", "write_config", "check_run_dir", "config_differences",
            "RESUMABLE_FIELDS", "OPTIMIZERS", "LR_SCHEDULES", "CLASS_WEIGHTING"]
@@ -40,7 +40,12 @@ CLASS_WEIGHTING = ("median_frequency", "none")
 #: the loop reports and saves, not what it computes (``steps`` may grow to train
 #: longer, unless the learning rate schedule depends on it).
 RESUMABLE_FIELDS = ("steps", "log_every", "val_every", "val_images", "checkpoint_every",
-                    "keep_last", "summary_every")
+                    "keep_last", "summary_every", "xla", "gpus", "workers", "worker_index")
+
+# Fields added after runs were shipped: left out of the fingerprint while they
+# hold their default, so the fingerprint (and the folder name of a cached
+# sample run) of every earlier config is unchanged.
+_LATER_FIELDS = ("precision", "xla", "gpus", "workers", "worker_index")
 
 # Fields that must be positive integers (batch_size is InputConfig's to check).
 _POSITIVE_INTS = ("steps", "log_every", "val_every", "checkpoint_every", "keep_last",
@@ -146,6 +151,23 @@ class TrainConfig:
         "on a GPU, TensorFlow's deterministic kernels (somewhat slower), so the same "
         "seed, data and machine give the same loss curve; on a CPU runs repeat "
         "without it (see segnet_lib.runtime.enable_determinism)"))
+    precision: str = _option("float32", choices=PRECISIONS, help=(
+        "float32; mixed_float16: float16 compute with dynamic loss scaling (TensorFlow's "
+        "mixed-precision graph rewrite; NVIDIA GPUs of compute capability >= 7.0; on a CPU "
+        "only emulated, for checking numerics); mixed_bfloat16: bfloat16 compute on CPUs "
+        "with AVX512_BF16 or AMX-BF16 (the oneDNN rewrite). Variables stay float32"))
+    xla: bool = _option(False, help=(
+        "compile clusters of the training graph with XLA (auto-clustering)"))
+    gpus: int = _option(1, metavar="N", help=(
+        "data-parallel replicas on this machine (MirroredStrategy): one per GPU, the batch "
+        "split between them; on a machine without a GPU, N logical CPU devices (to try the "
+        "path; no speed-up)"))
+    workers: Optional[str] = _option(None, metavar="HOST:PORT,...", help=(
+        "train on several machines (MultiWorkerMirroredStrategy): every worker's address, "
+        "the same list on each, or 'env' to read TF_CONFIG; each runs the same command with "
+        "its --worker-index, and worker 0 writes the run folder"))
+    worker_index: int = _option(0, metavar="I", help=(
+        "this machine's position in --workers (0 is the chief)"))
 
     def __post_init__(self):
         # JSON gives lists; keep tuples so configs compare equal after a round trip.
@@ -182,6 +204,17 @@ class TrainConfig:
         need(self.lr_power > 0, f"lr_power must be > 0, got {self.lr_power!r}")
         need(isinstance(self.seed, (int, np.integer)) and self.seed >= 0,
              f"seed must be a non-negative integer, got {self.seed!r}")
+        need(self.precision in PRECISIONS,
+             f"precision={self.precision!r}; expected one of {PRECISIONS}")
+        need(isinstance(self.gpus, (int, np.integer)) and not isinstance(self.gpus, bool)
+             and self.gpus >= 1, f"gpus must be a positive integer, got {self.gpus!r}")
+        need(self.batch_size % self.gpus == 0,
+             f"batch_size {self.batch_size} must be a multiple of gpus={self.gpus} (each "
+             "replica takes an equal share)")
+        need(self.workers is None or (isinstance(self.workers, str) and self.workers.strip()),
+             f"workers must be None, 'env' or HOST:PORT,..., got {self.workers!r}")
+        need(isinstance(self.worker_index, (int, np.integer)) and self.worker_index >= 0,
+             f"worker_index must be a non-negative integer, got {self.worker_index!r}")
         try:  # the other configs' own checks speak for their fields
             datasets.check_options(self.rle_order, self.val_fraction)
             self.model_config()
@@ -235,7 +268,9 @@ class TrainConfig:
 
     def fingerprint(self) -> str:
         """Short hash of the fields that define what is computed (not the reporting)."""
-        values = {k: v for k, v in self.to_dict().items() if k not in RESUMABLE_FIELDS}
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        values = {k: v for k, v in self.to_dict().items() if k not in RESUMABLE_FIELDS
+                  and not (k in _LATER_FIELDS and v == defaults[k])}
         values["steps"] = self.steps
         text = json.dumps(values, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:10]

@@ -88,13 +88,26 @@ def learning_rate_schedule(config, global_step):
 def make_optimizer(config, learning_rate):
     """SGD with momentum (the paper) or Adam, as ``config.optimizer`` says.
 
+    With ``config.precision == 'mixed_float16'`` the optimiser is wrapped in
+    TensorFlow's loss-scale optimiser with a dynamic scale: the loss is
+    multiplied by the scale before the gradients are taken, so that small
+    float16 gradients do not flush to zero, and the gradients are divided by it
+    before the update; a step whose gradients overflow is skipped and the scale
+    halved (it doubles after 2,000 good steps). bfloat16 has float32's exponent
+    range and needs none.
+
     Args:
-        config: a :class:`~segnet_lib.config.TrainConfig` (``optimizer``, ``momentum``).
+        config: a :class:`~segnet_lib.config.TrainConfig` (``optimizer``,
+            ``momentum``, ``precision``).
         learning_rate: float or scalar tensor.
 
     Returns:
         A ``tf.train.Optimizer``.
     """
     if config.optimizer == "sgd":
-        return tf.train.MomentumOptimizer(learning_rate, config.momentum)
-    return tf.train.AdamOptimizer(learning_rate)
+        optimizer = tf.train.MomentumOptimizer(learning_rate, config.momentum)
+    else:
+        optimizer = tf.train.AdamOptimizer(learning_rate)
+    if config.precision == "mixed_float16":
+        optimizer = tf.train.experimental.MixedPrecisionLossScaleOptimizer(optimizer, "dynamic")
+    return optimizer

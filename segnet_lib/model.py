@@ -258,10 +258,15 @@ def _batch_norm(x, is_training, config):
         gamma = tf.get_variable("gamma", [channels], initializer=tf.ones_initializer())
         beta = tf.get_variable("beta", [channels], initializer=tf.zeros_initializer())
         stat_collections = [tf.GraphKeys.GLOBAL_VARIABLES, tf.GraphKeys.MOVING_AVERAGE_VARIABLES]
+        # MEAN: under a tf.distribute strategy each replica's update is averaged
+        # over the replicas (segnet_lib.distribute: batch norm per replica).
+        mean_over_replicas = tf.VariableAggregation.MEAN
         moving_mean = tf.get_variable("moving_mean", [channels], initializer=tf.zeros_initializer(),
-                                      trainable=False, collections=stat_collections)
+                                      trainable=False, collections=stat_collections,
+                                      aggregation=mean_over_replicas)
         moving_var = tf.get_variable("moving_variance", [channels], initializer=tf.ones_initializer(),
-                                     trainable=False, collections=stat_collections)
+                                     trainable=False, collections=stat_collections,
+                                     aggregation=mean_over_replicas)
 
         def training():
             return tf.nn.fused_batch_norm(x, gamma, beta, epsilon=config.batch_norm_epsilon,

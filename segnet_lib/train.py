@@ -24,9 +24,11 @@ the last good checkpoint as the newest one.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -45,10 +47,12 @@ from segnet_lib.checkpoints import (CHECKPOINT_BASENAME, DONE_FILE, HISTORY_COLU
                                     write_history)
 from segnet_lib.config import TrainConfig, check_run_dir, write_config
 from segnet_lib.datasets import open_datasets
+from segnet_lib.distribute import cluster_spec, make_cluster
 from segnet_lib.export import export_if_stale
 from segnet_lib.files import cache_dir
-from segnet_lib.losses import learning_rate_schedule, make_optimizer, pixel_accuracy, segmentation_loss
-from segnet_lib.runtime import device_report, enable_determinism, session_config
+from segnet_lib.losses import segmentation_loss
+from segnet_lib.runtime import device_report, enable_determinism
+from segnet_lib.step import TrainingStep, replicated_training_step, training_step
 from segnet_lib.voc import IGNORE_LABEL, VOC_COLORMAP
 from segnet_lib.weights import load_vgg16
 
@@ -65,54 +69,6 @@ class TrainingDiverged(RuntimeError):
 # The training graph
 # ---------------------------------------------------------------------------
 
-class TrainingStep(NamedTuple):
-    """The tensors of one training step (see :func:`training_step`)."""
-
-    logits: Any          # float32 [batch, height, width, num_classes]
-    data_loss: Any       # the (weighted) cross-entropy
-    reg_loss: Any        # the weight decay term
-    loss: Any            # their sum, which the optimiser minimises
-    accuracy: Any        # pixel accuracy of the batch
-    learning_rate: Any
-    global_step: Any
-    train_op: Any        # one update (and the batch-norm statistics' update)
-
-
-def training_step(config: TrainConfig, images, labels, num_classes: int,
-                  class_weights=None) -> TrainingStep:
-    """Builds SegNet on a batch, its loss and one optimiser update.
-
-    This is exactly the step :func:`train` runs (and what
-    ``benchmarks/bench_train.py`` times).
-
-    Args:
-        config: the :class:`~segnet_lib.config.TrainConfig` (model, optimiser,
-            learning rate).
-        images: float32 ``[batch, height, width, 3]``, VGG-normalised.
-        labels: int ``[batch, height, width]``, 255 = void.
-        num_classes: ``C``.
-        class_weights: None or float ``[C]``.
-
-    Returns:
-        A :class:`TrainingStep`.
-    """
-    global_step = tf.train.get_or_create_global_step()
-    logits, _ = model.segnet(images, num_classes, is_training=True, config=config.model_config())
-    data_loss = segmentation_loss(logits, labels, num_classes, class_weights, IGNORE_LABEL)
-    # The builder put weight_decay * sum(w ** 2) / 2 of every kernel here.
-    reg = tf.losses.get_regularization_losses()
-    reg_loss = tf.add_n(reg, name="weight_decay") if reg else tf.constant(0.0)
-    loss = tf.add(data_loss, reg_loss, name="total_loss")
-    accuracy = pixel_accuracy(logits, labels, IGNORE_LABEL)
-    learning_rate = learning_rate_schedule(config, global_step)
-    optimizer = make_optimizer(config, learning_rate)
-    # Batch-norm moving averages are updated with every step.
-    with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)):
-        train_op = optimizer.minimize(loss, global_step=global_step)
-    return TrainingStep(logits, data_loss, reg_loss, loss, accuracy, learning_rate, global_step,
-                        train_op)
-
-
 class TrainingGraph(NamedTuple):
     """Everything :func:`train` runs: the step, validation, summaries, saving."""
 
@@ -125,7 +81,8 @@ class TrainingGraph(NamedTuple):
     image_summaries: Any   # the scalars plus a few images, labels and predictions
     all_finite: Any        # bool: every float variable is finite (checked before saving)
     saver: Any             # everything a run needs to resume
-    init: Any
+    init: Any              # variables (and a distributed input's iterator)
+    train_iterator: Any = None  # a strategy's input iterator (initialised again on restore)
 
 
 def _colorize_tensor(labels):
@@ -135,7 +92,7 @@ def _colorize_tensor(labels):
 
 
 def build_graph(config: TrainConfig, train_set, val_set, class_weights, start_step: int,
-                num_classes: int) -> TrainingGraph:
+                num_classes: int, strategy=None) -> TrainingGraph:
     """Builds the training graph of a run in the default graph.
 
     Args:
@@ -144,11 +101,15 @@ def build_graph(config: TrainConfig, train_set, val_set, class_weights, start_st
         class_weights: float ``[C]`` loss weights.
         start_step: the global step the run resumes at (0 for a new run).
         num_classes: ``C``.
+        strategy: None (one device) or the ``tf.distribute`` strategy of
+            :func:`segnet_lib.distribute.make_cluster`; the training step then
+            runs on every replica (validation on the first).
 
     Returns:
         A :class:`TrainingGraph`.
     """
-    tf.train.get_or_create_global_step()
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        tf.train.get_or_create_global_step()
     model_config = config.model_config()
 
     with tf.name_scope("input"):
@@ -157,7 +118,8 @@ def build_graph(config: TrainConfig, train_set, val_set, class_weights, start_st
         # (seed, number)), without reading the ones already trained on.
         train_ds = data.make_dataset(train_set, config.input_config(True), training=True,
                                      start_batch=start_step)
-        images, labels = tf.data.make_one_shot_iterator(train_ds).get_next()
+        if strategy is None:
+            images, labels = tf.data.make_one_shot_iterator(train_ds).get_next()
         val_ds = data.make_dataset(val_set, config.input_config(False), training=False)
         if config.val_images:
             val_ds = val_ds.take(config.val_images)
@@ -165,7 +127,13 @@ def build_graph(config: TrainConfig, train_set, val_set, class_weights, start_st
         val_images, val_labels = val_iterator.get_next()
 
     weights = tf.constant(class_weights, tf.float32, name="class_weights")
-    step = training_step(config, images, labels, num_classes, weights)
+    train_iterator = None
+    if strategy is None:
+        step = training_step(config, images, labels, num_classes, weights)
+    else:
+        with strategy.scope():
+            step, images, labels, train_iterator = replicated_training_step(
+                strategy, config, train_ds, num_classes, weights)
 
     val_logits, _ = model.segnet(val_images, num_classes, is_training=False, config=model_config,
                                  reuse=True)
@@ -198,9 +166,12 @@ def build_graph(config: TrainConfig, train_set, val_set, class_weights, start_st
     # Everything the run needs to resume: weights, batch-norm statistics,
     # optimiser slots, the global step.
     saver = tf.train.Saver(tf.global_variables(), max_to_keep=None, save_relative_paths=True)
+    init = tf.global_variables_initializer()
+    if train_iterator is not None:
+        init = tf.group(init, train_iterator.initializer)
     return TrainingGraph(step, val_iterator, val_loss, val_labels, val_predictions,
-                         scalar_summaries, image_summaries, all_finite, saver,
-                         tf.global_variables_initializer())
+                         scalar_summaries, image_summaries, all_finite, saver, init,
+                         train_iterator)
 
 
 def class_weights(config: TrainConfig, train_set, run_dir) -> np.ndarray:
@@ -512,6 +483,9 @@ def train(config: TrainConfig, out_dir, progress: bool = True, export: bool = Tr
     log = log or _silent
     config.validate()
     run_dir = Path(out_dir)
+    spec = cluster_spec(config.workers, config.worker_index)
+    if spec is not None and spec["task"]["index"] != 0:
+        return _train_alongside(config, run_dir, progress, log)
     check_run_dir(config, run_dir)
     with run_lock(run_dir, wait=wait):
         check_run_dir(config, run_dir)  # again, now that no one else writes here
@@ -530,6 +504,19 @@ def train(config: TrainConfig, out_dir, progress: bool = True, export: bool = Tr
         return frame
 
 
+def _train_alongside(config: TrainConfig, run_dir: Path, progress: bool, log) -> pd.DataFrame:
+    """A worker other than the chief: trains in step with it and writes nothing in ``run_dir``.
+
+    It starts from the chief's newest checkpoint when ``run_dir`` (shared, or
+    copied) holds one; its own files go to a temporary folder, deleted after.
+    """
+    found = checkpoint_dirs(run_dir) if run_dir.is_dir() else []
+    start_step, last_dir = found[-1] if found else (0, None)
+    with tempfile.TemporaryDirectory(prefix="segnet-worker-") as scratch:
+        return _train_from(config, Path(scratch), start_step, last_dir,
+                           checkpoint_history(last_dir), progress, log)
+
+
 def _train_from(config: TrainConfig, run_dir: Path, start_step: int, last_dir: Optional[Path],
                 history: list, progress: bool, log) -> pd.DataFrame:
     """Builds the graph, restores ``last_dir`` (or initialises) and runs the loop."""
@@ -546,18 +533,29 @@ def _train_from(config: TrainConfig, run_dir: Path, start_step: int, last_dir: O
     with graph.as_default():
         set_seed(config.seed)
         with enable_determinism(config.deterministic):
-            g = build_graph(config, train_set, val_set, weights, start_step, num_classes)
+            cluster = make_cluster(config)
+            if cluster.num_replicas > 1:
+                log(f"Data-parallel: {cluster.num_replicas} replicas on {cluster.num_workers} "
+                    f"worker(s); this is worker {cluster.worker_index}")
+            g = build_graph(config, train_set, val_set, weights, start_step, num_classes,
+                            cluster.strategy)
             init_fn = load_vgg16(config.vgg16_weights) if config.vgg16_weights and not start_step \
                 else None
+            # Workers log a checksum of their weights at the end: equal on all.
+            checksum = tf.add_n([tf.reduce_sum(tf.abs(v)) for v in tf.trainable_variables()]) \
+                if cluster.num_workers > 1 else None
             graph.finalize()  # nothing may add ops inside the loop (a slow leak otherwise)
             writer = tf.summary.FileWriter(str(run_dir / SUMMARY_DIR),
                                            graph if not start_step else None)
             run = _Run(run_dir, writer, Checkpoints(run_dir, g.saver, config.keep_last), num_classes,
                        len(train_set))
             try:
-                with tf.Session(config=session_config()) as sess, StopSignals() as stop:
+                with tf.Session(cluster.target, config=cluster.config) as sess, \
+                        StopSignals() as stop:
                     if last_dir is not None:
                         g.saver.restore(sess, str(last_dir / CHECKPOINT_BASENAME))
+                        if g.train_iterator is not None:
+                            sess.run(g.train_iterator.initializer)
                         restored = int(sess.run(g.step.global_step))
                         if restored != start_step:
                             raise ValueError(
@@ -571,7 +569,12 @@ def _train_from(config: TrainConfig, run_dir: Path, start_step: int, last_dir: O
                     bar = tqdm(total=config.steps, initial=start_step, disable=not progress,
                                desc=run_dir.name, unit="step", file=sys.stderr, dynamic_ncols=True,
                                mininterval=1.0)
-                    return _loop(sess, g, config, run, start_step, history, stop, bar, log)
+                    frame = _loop(sess, g, config, run, start_step, history, stop, bar, log)
+                    if checksum is not None:
+                        log(f"worker {cluster.worker_index} finished at step "
+                            f"{int(sess.run(g.step.global_step))}: weights checksum "
+                            f"{float(sess.run(checksum)):.6f}")
+                    return frame
             finally:
                 writer.close()
 

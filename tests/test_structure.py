@@ -32,7 +32,8 @@ ALLOWED_LAZY = {("segnet_lib._setup", "segnet_lib._tf")}
 LAYERS = [
     ["_tf", "_setup"], [""], ["files"], ["rle_text"], ["rle"], ["rle_csv"], ["voc"], ["sample_data"],
     ["datasets"], ["data"], ["unpool"], ["model"], ["weights"], ["metrics"],
-    ["losses", "runtime"], ["checkpoints"], ["config"], ["recipes"], ["export"], ["train"],
+    ["losses", "runtime"], ["checkpoints"], ["config"], ["recipes"], ["export", "distribute", "step"],
+    ["train"],
     ["bayes", "viz", "study"], ["cli"], ["__main__"],
 ]
 

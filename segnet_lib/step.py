@@ -1,0 +1,118 @@
+"""One training step: SegNet on a batch, its loss and one optimiser update, on one or many replicas.
+
+:func:`training_step` is the step :func:`segnet_lib.train.train` runs on one
+device (and what ``benchmarks/bench_train.py`` and ``gpu-check`` time);
+:func:`replicated_training_step` runs it on every replica of a
+``tf.distribute`` strategy (see :mod:`segnet_lib.distribute`).
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from segnet_lib import model
+from segnet_lib._tf import tf
+from segnet_lib.losses import learning_rate_schedule, make_optimizer, pixel_accuracy, segmentation_loss
+from segnet_lib.voc import IGNORE_LABEL
+
+__all__ = ["TrainingStep", "training_step", "replicated_training_step"]
+
+
+class TrainingStep(NamedTuple):
+    """The tensors of one training step (see :func:`training_step`)."""
+
+    logits: Any          # float32 [batch, height, width, num_classes]
+    data_loss: Any       # the (weighted) cross-entropy
+    reg_loss: Any        # the weight decay term
+    loss: Any            # their sum, which the optimiser minimises
+    accuracy: Any        # pixel accuracy of the batch
+    learning_rate: Any
+    global_step: Any
+    train_op: Any        # one update (and the batch-norm statistics' update)
+
+
+def training_step(config, images, labels, num_classes: int, class_weights=None,
+                  replicas: tuple = (1, 1)) -> TrainingStep:
+    """Builds SegNet on a batch, its loss and one optimiser update.
+
+    Args:
+        config: the :class:`~segnet_lib.config.TrainConfig` (model, optimiser,
+            learning rate, precision).
+        images: float32 ``[batch, height, width, 3]``, VGG-normalised.
+        labels: int ``[batch, height, width]``, 255 = void.
+        num_classes: ``C``.
+        class_weights: None or float ``[C]``.
+        replicas: ``(in sync over all workers, on this worker)`` when called
+            once per replica under a strategy (the optimiser then sums the
+            replicas' gradients): each replica's cross-entropy is divided by the
+            first, and the weight decay, which only the first replica of each
+            worker builds (the others reuse its variables), is weighted so
+            that the sum counts it once.
+
+    Returns:
+        A :class:`TrainingStep` (per replica: its own losses and update).
+    """
+    total, local = replicas
+    global_step = tf.train.get_or_create_global_step()
+    # Only what this call adds to the collections is this replica's: under a
+    # strategy the graph (and its collections) holds every replica's ops.
+    updates_before = len(tf.get_collection(tf.GraphKeys.UPDATE_OPS))
+    reg_before = len(tf.get_collection(tf.GraphKeys.REGULARIZATION_LOSSES))
+    logits, _ = model.segnet(images, num_classes, is_training=True, config=config.model_config())
+    data_loss = segmentation_loss(logits, labels, num_classes, class_weights, IGNORE_LABEL)
+    # The builder put weight_decay * sum(w ** 2) / 2 of every kernel it created here.
+    reg = tf.get_collection(tf.GraphKeys.REGULARIZATION_LOSSES)[reg_before:]
+    reg_loss = tf.add_n(reg, name="weight_decay") if reg else tf.constant(0.0)
+    loss = tf.add(data_loss, reg_loss, name="total_loss")
+    accuracy = pixel_accuracy(logits, labels, IGNORE_LABEL)
+    learning_rate = learning_rate_schedule(config, global_step)
+    optimizer = make_optimizer(config, learning_rate)
+    objective = loss if total == 1 else tf.add(data_loss / total, reg_loss * (local / total),
+                                               name="replica_objective")
+    # Batch-norm moving averages are updated with every step.
+    with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)[updates_before:]):
+        train_op = optimizer.minimize(objective, global_step=global_step)
+    return TrainingStep(logits, data_loss, reg_loss, loss, accuracy, learning_rate, global_step,
+                        train_op)
+
+
+def replicated_training_step(strategy, config, dataset, num_classes: int, class_weights=None):
+    """:func:`training_step` on every replica of ``strategy``, each on its share of a batch.
+
+    Build it inside ``strategy.scope()``. The reported losses and accuracy are
+    means over the replicas (the weight decay is the same on all).
+
+    Args:
+        strategy: a ``tf.distribute`` strategy (TF1 graph mode).
+        config: the :class:`~segnet_lib.config.TrainConfig`.
+        dataset: ``tf.data`` of ``(images, labels)`` batched by the *global*
+            batch size; the strategy splits each batch between the replicas.
+        num_classes: ``C``.
+        class_weights: None or float ``[C]``.
+
+    Returns:
+        ``(step, images, labels, iterator)``: a :class:`TrainingStep` of
+        cross-replica tensors (``logits`` are the first replica's), the first
+        replica's images and labels (for summaries), and the iterator, whose
+        ``initializer`` must run before the first step.
+    """
+    total = strategy.num_replicas_in_sync
+    local = len(strategy.extended.worker_devices)
+    iterator = strategy.make_dataset_iterator(dataset)
+
+    def replica_step(inputs):
+        images, labels = inputs
+        step = training_step(config, images, labels, num_classes, class_weights, (total, local))
+        return step._replace(global_step=tf.identity(step.global_step)), images, labels
+
+    step, images, labels = strategy.experimental_run(replica_step, iterator)
+    first = [strategy.experimental_local_results(x)[0]
+             for x in (step.logits, step.learning_rate, step.global_step, images, labels,
+                       step.reg_loss)]
+    mean = tf.distribute.ReduceOp.MEAN
+    data_loss = strategy.reduce(mean, step.data_loss)
+    reduced = TrainingStep(
+        logits=first[0], data_loss=data_loss, reg_loss=first[5],
+        loss=tf.add(data_loss, first[5], name="total_loss"),
+        accuracy=strategy.reduce(mean, step.accuracy), learning_rate=first[1],
+        global_step=first[2], train_op=strategy.group(step.train_op))
+    return reduced, first[3], first[4], iterator
