@@ -7,13 +7,14 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
-.PHONY: setup book test execute bench sample-data clean help
+.PHONY: setup book test execute bench gpu-check sample-data clean help
 
 help:
 	@echo "make book     build the HTML book into _build/html (creates .venv on first use)"
 	@echo "make test     unit tests + every notebook under nbval + book build and browser check"
 	@echo "make execute  re-run every notebook and store its outputs (after changing one)"
 	@echo "make bench    run the side-by-side benchmarks in benchmarks/"
+	@echo "make gpu-check  the full SegNet's speed and memory on this GPU, beside the paper's"
 	@echo "make clean    remove _build/, runs/ and caches (keeps .venv)"
 
 setup: $(STAMP)
@@ -51,6 +52,11 @@ execute: $(STAMP)
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+# On a GPU machine: forward/backward time, images/s and peak GPU memory at
+# 360x480 beside the paper's Table 6 (GPU_CHECK_ARGS=--smoke: a tiny CPU run).
+gpu-check: $(STAMP)
+	$(BIN)/python -m segnet_lib gpu-check $(GPU_CHECK_ARGS)
 
 sample-data: $(STAMP)
 	$(BIN)/python -m segnet_lib sample-data

@@ -11,6 +11,11 @@ and decay on the kernels only) runs the same step, if PyTorch is installed
 (it is not a dependency: ``pip install torch``; the benchmark says so and skips it
 otherwise).
 
+segnet_lib runs twice: with its defaults (the system allocator, large blocks
+returned to the operating system at once; see ``segnet_lib._tf``) and with
+TensorFlow's own pooling allocator (``SEGNET_ALLOCATOR=tensorflow``, what the
+library did before), so the table holds the memory before and after side by side.
+
 Each framework runs in its own child process, so that the peak resident
 memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) of one does not hide
 the other's; the children alternate for ``--rounds`` rounds, so a busy
@@ -58,7 +63,7 @@ def _data(batch, size):
 def run_tf(batch, size, steps):
     import segnet_lib
     from segnet_lib import model, recipes, runtime, train
-    from segnet_lib._tf import tf
+    from segnet_lib._tf import ALLOCATOR, tf
 
     segnet_lib.setup(seed=0, verbose=False)
     rss_import = _rss_mb()
@@ -82,7 +87,7 @@ def run_tf(batch, size, steps):
             times.append(time.perf_counter() - start)
         cpu = time.process_time() - cpu
     return {"params": params, "times": times, "cpu_seconds": cpu, "rss_import_mb": rss_import, "rss_peak_mb": _rss_mb(),
-            "version": tf.__version__ if hasattr(tf, "__version__") else ""}
+            "version": tf.__version__ if hasattr(tf, "__version__") else "", "allocator": ALLOCATOR}
 
 
 def _torch_segnet(torch):
@@ -176,10 +181,18 @@ def run_torch(batch, size, steps):
             "version": torch.__version__}
 
 
-def _child(framework, args):
+# Child processes: (framework, environment). "tf-pool" is segnet_lib with
+# TensorFlow's pooling allocator, as before the library chose the system one.
+CHILDREN = {"tf": ("tf", {}), "tf-pool": ("tf", {"SEGNET_ALLOCATOR": "tensorflow"}),
+            "torch": ("torch", {})}
+
+
+def _child(name, args):
+    framework, env = CHILDREN[name]
     command = [sys.executable, __file__, "--child", framework, "--steps", str(args.steps),
                "--batch", str(args.batch), "--size", str(args.size)]
-    out = subprocess.run(command, capture_output=True, text=True, check=True)
+    out = subprocess.run(command, capture_output=True, text=True, check=True,
+                         env={**os.environ, **env})
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -198,7 +211,7 @@ def main():
 
     print(f"Full SegNet training step, batch {args.batch}, {args.size}x{args.size}, "
           f"{NUM_CLASSES} classes, {_cores()} CPU threads, {args.rounds} rounds x {args.steps} steps\n")
-    results = {"tf": [], "torch": []}
+    results = {name: [] for name in CHILDREN}
     for _ in range(args.rounds):
         for framework in results:
             result = _child(framework, args)
@@ -212,7 +225,7 @@ def main():
             continue
         times = np.concatenate([r["times"] for r in runs])
         rows[framework] = {
-            "name": f"segnet_lib (TensorFlow {runs[0]['version']})" if framework == "tf"
+            "name": f"segnet_lib, {runs[0]['allocator']} allocator" if framework != "torch"
             else f"PyTorch {runs[0]['version']}",
             "params": runs[0]["params"], "median": args.batch / np.median(times),
             "cpu_per_image": sum(r["cpu_seconds"] for r in runs) / (times.size * args.batch),
@@ -223,14 +236,23 @@ def main():
     for row in rows.values():
         print(f"{row['name']:34s} {row['params']:11,d} {row['median']:13.2f} {row['best']:11.2f} "
               f"{row['cpu_per_image']:10.2f} {row['peak']:12.0f} {row['import']:13.0f}")
-    if len(rows) == 2:
+    print(f"TensorFlow {results['tf'][0]['version']}")
+    if "tf-pool" in rows:
+        print(f"peak memory, system / pooling allocator: "
+              f"{rows['tf']['peak']:.0f} / {rows['tf-pool']['peak']:.0f} MB "
+              f"({rows['tf']['peak'] - rows['tf-pool']['peak']:+.0f} MB); speed ratio (median "
+              f"images/s): {rows['tf']['median'] / rows['tf-pool']['median']:.2f}")
+    if "torch" in rows:
         tf_row, torch_row = rows["tf"], rows["torch"]
         ratio = tf_row["median"] / torch_row["median"]
         print(f"\nspeed ratio TF / PyTorch (median images/s): {ratio:.2f}; "
               f"(fastest step): {tf_row['best'] / torch_row['best']:.2f}; "
               f"(CPU seconds per image, PyTorch / TF): "
               f"{torch_row['cpu_per_image'] / tf_row['cpu_per_image']:.2f}")
-        print(f"peak memory ratio TF / PyTorch: {tf_row['peak'] / torch_row['peak']:.2f}")
+        print(f"peak memory ratio TF / PyTorch: {tf_row['peak'] / torch_row['peak']:.2f} "
+              f"(with TensorFlow's pooling allocator: "
+              f"{rows['tf-pool']['peak'] / torch_row['peak']:.2f}); after import, "
+              f"TF / PyTorch: {tf_row['import']:.0f} / {torch_row['import']:.0f} MB")
         if tf_row["params"] != torch_row["params"]:
             print(f"WARNING: parameter counts differ ({tf_row['params']:,} vs {torch_row['params']:,})")
 

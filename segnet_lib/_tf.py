@@ -6,6 +6,17 @@ error sent to /dev/null: TensorFlow's CUDA probe writes C++ log lines such as
 "Could not find cuda drivers" straight to file descriptor 2, bypassing
 ``TF_CPP_MIN_LOG_LEVEL``, and Jupyter kernels forward that descriptor into
 notebook outputs, which nbval compares. Python exceptions are unaffected.
+
+Memory: TensorFlow's oneDNN build hands every tensor to its own allocator,
+which keeps large freed blocks in a pool (a BFC allocator) that only grows; on
+the full SegNet training step that pool held about 250 MB more than the tensors
+alive at any moment (book/benchmarks.md). Before TensorFlow starts, this module
+therefore asks it to use the system allocator (``TF_ONEDNN_USE_SYSTEM_ALLOCATOR``)
+and asks glibc to map blocks of 1 MB and more directly, so that a freed
+activation goes back to the operating system at once (glibc's default raises
+that threshold as blocks are freed, up to 32 MB, and then keeps them).
+``SEGNET_ALLOCATOR=tensorflow`` in the environment keeps TensorFlow's pool
+(bench_train.py measures both).
 """
 from __future__ import annotations
 
@@ -14,6 +25,27 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+#: ``'system'`` (default) or ``'tensorflow'``: see the module docstring.
+ALLOCATOR = os.environ.get("SEGNET_ALLOCATOR", "system")
+# glibc's mallopt parameter number of the mmap threshold (malloc.h).
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def _use_system_allocator() -> None:
+    os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+    except (OSError, AttributeError):  # not glibc (e.g. musl): its own policy applies
+        pass
+
+
+if ALLOCATOR == "system":
+    _use_system_allocator()
 
 
 @contextlib.contextmanager
@@ -43,4 +75,4 @@ with _stderr_fd_silenced():
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 
-__all__ = ["tf", "tf2", "GPUS"]
+__all__ = ["tf", "tf2", "GPUS", "ALLOCATOR"]

@@ -34,7 +34,7 @@ LAYERS = [
     ["datasets"], ["data"], ["unpool"], ["model"], ["weights"], ["metrics"],
     ["losses", "runtime"], ["checkpoints"], ["config"], ["recipes"], ["export", "distribute", "step"],
     ["train"],
-    ["bayes", "viz", "study"], ["cli"], ["__main__"],
+    ["bayes", "viz", "study", "gpu_check"], ["cli"], ["__main__"],
 ]
 
 
