@@ -370,3 +370,17 @@ def test_a_failure_during_the_work_exits_with_1(tmp_path, capsys):
                        "0.3", "--steps", "2", "--out", str(tmp_path / "run")])
     assert status == cli.EXIT_FAILED
     assert "bad.csv, line 4 (id 'c')" in capsys.readouterr().err
+
+
+def test_reference_lists_checks_and_refuses_unknown_names(tmp_path, capsys):
+    assert cli.main(["reference", "--list"]) == cli.EXIT_OK
+    listed = capsys.readouterr().out
+    assert "sample-segnet" in listed and "sample-bayesian" in listed
+    # An empty reference folder: every run is missing, named with its rebuild command.
+    assert cli.main(["reference", "--check", "--out", str(tmp_path)]) == cli.EXIT_FAILED
+    out = capsys.readouterr().out
+    assert "sample-segnet: " in out and "make reference RUNS=sample-segnet" in out
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["reference", "no-such-run"])
+    assert refused.value.code == cli.EXIT_REFUSED
+    assert "no reference run matches ['no-such-run']" in capsys.readouterr().err

@@ -41,6 +41,7 @@ COMMANDS = {
     "predict": "predict",
     "export": "export",
     "study": "study",
+    "reference": "reference",
 }
 
 
