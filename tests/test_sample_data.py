@@ -1,5 +1,8 @@
 """Tests of segnet_lib.sample_data: the generated VOC-layout sample dataset."""
+import os
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -146,3 +149,34 @@ def test_csv_dataset_feeds_the_pipeline(small_root):
             x, y = sess.run([images, labels])
     assert x.shape == (2, 64, 64, 3) and y.shape == (2, 64, 64)
     assert set(np.unique(y)) <= set(sample_data.SAMPLE_CLASS_IDS) | {255}
+
+
+def test_scenes_do_not_depend_on_the_cpu_instruction_set():
+    """The same bytes with NumPy's SIMD kernels limited to the x86-64 baseline.
+
+    NumPy picks vectorised kernels (SVML, AVX-512) at run time, and some
+    (``tanh``, ``exp``) differ in the last bit between them; one such bit
+    after rounding to uint8 would change the training data, and with it every
+    trained number, from one machine to another.
+    """
+    script = ("import hashlib, numpy as np\n"
+              "from segnet_lib import sample_data\n"
+              "h = hashlib.sha256()\n"
+              "for k in range(12):\n"
+              "    rng = np.random.default_rng([0, k])\n"
+              "    image, labels, _ = sample_data.render_scene(rng, 96, 128)\n"
+              "    h.update(image.tobytes()); h.update(labels.tobytes())\n"
+              "print(h.hexdigest())\n")
+    # NumPy's own table of the kernels it dispatches at run time, and which this CPU has.
+    from numpy._core import _multiarray_umath as umath
+
+    dispatched = [f for f in umath.__cpu_dispatch__ if umath.__cpu_features__.get(f)]
+    if not dispatched:
+        pytest.skip("this CPU runs NumPy's baseline kernels only")
+    env = dict(os.environ)
+    plain = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                           text=True, check=True).stdout
+    env["NPY_DISABLE_CPU_FEATURES"] = " ".join(dispatched)
+    baseline = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                              text=True, check=True).stdout
+    assert plain == baseline and len(plain.strip()) == 64
