@@ -81,3 +81,21 @@ def test_export_if_stale_exports_only_when_the_best_checkpoint_changed(tiny_run)
     assert frozen.stat().st_mtime_ns == stamp
     info = json.loads((out / export.EXPORT_DIR / export.EXPORT_INFO_FILE).read_text())
     assert info["checkpoint"] == str(Path(checkpoints.best_checkpoint(out)).relative_to(out))
+
+
+def test_a_unet_run_trains_exports_and_predicts(tmp_path, tiny_config):
+    """variant='unet' goes through the same loop, export and Predictor."""
+    out = tmp_path / "unet"
+    run = tiny_config(variant="unet", steps=2, val_every=2, model_options={"depth": 2})
+    history = train.train(run, out, progress=False, log=None)
+    assert np.isfinite(history["loss"]).all() and history["step"].iloc[-1] == 2
+    assert config.read_config(out).model_config() == run.model_config()
+    image = np.random.default_rng(1).integers(0, 256, (37, 45, 3), dtype=np.uint8)
+    with export.load_predictor(out) as predictor:
+        assert predictor.variant == "unet" and not predictor.has_mc_dropout
+        probs = predictor.predict(image)
+    assert probs.shape == (37, 45, 21)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    # The frozen graph is U-Net's: its up-convolutions and concatenations.
+    frozen = (out / export.EXPORT_DIR / export.FROZEN_GRAPH_FILE).read_bytes()
+    assert b"unet/upconv2/conv2d_transpose" in frozen and b"unet/concat1" in frozen
