@@ -349,8 +349,8 @@ class _Decoder(NamedTuple):
 
     Attributes:
         upsample: ``fn(net, record, config)`` -> a map of the record's height
-            and width (and ``net``'s channels), built inside the variable scope
-            ``upsample<stage>``.
+            and width (``net``'s channels; the encoder map's for ``'unet'``),
+            built inside the variable scope ``<name><stage>``.
         family: ``'segnet'``: the architecture's decoder convolutions follow
             each upsampling and its classifier comes last. ``'fcn'``: the deepest
             encoder output is scored into ``num_classes`` maps by a 1x1
