@@ -7,13 +7,17 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
-.PHONY: setup book test execute bench sample-data clean help
+RUNS ?=
+
+.PHONY: setup book test execute bench reference lab sample-data clean help
 
 help:
 	@echo "make book     build the HTML book into _build/html (creates .venv on first use)"
 	@echo "make test     unit tests + every notebook under nbval + book build and browser check"
 	@echo "make execute  re-run every notebook and store its outputs (after changing one)"
 	@echo "make bench    run the side-by-side benchmarks in benchmarks/"
+	@echo "make reference  retrain and re-ship the reference runs (RUNS='name ...' for some)"
+	@echo "make lab      install JupyterLab into .venv and open the notebooks"
 	@echo "make clean    remove _build/, runs/ and caches (keeps .venv)"
 
 setup: $(STAMP)
@@ -51,6 +55,15 @@ execute: $(STAMP)
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+# The trained models the book shows: trained to the end on the CPU and shipped
+# small under reference/ (python -m segnet_lib reference --list names them).
+reference: $(STAMP)
+	$(BIN)/python -m segnet_lib reference $(RUNS)
+
+lab: $(STAMP)
+	$(BIN)/python -m pip install --quiet "jupyterlab>=4"
+	$(BIN)/jupyter lab notebooks/
 
 sample-data: $(STAMP)
 	$(BIN)/python -m segnet_lib sample-data

@@ -37,7 +37,7 @@ from segnet_lib.voc import (IMAGE_DIR, MASK_DIR, SPLIT_DIR, VOC_CLASSES, VOC_ROO
 
 __all__ = ["SegmentationDataset", "VOCSegmentation", "CSVSegmentation", "CSV_SPLITS",
            "IMAGE_EXTENSIONS", "check_options", "check_data", "open_split", "open_datasets",
-           "book_dataset"]
+           "book_dataset", "data_version"]
 
 #: The splits of a CSV dataset: the held-out images are ``'val'``, the rest ``'train'``.
 CSV_SPLITS = ("train", "val")
@@ -411,3 +411,15 @@ def book_dataset(split: str = "train") -> SegmentationDataset:
         A :class:`VOCSegmentation`.
     """
     return open_split(os.environ.get(VOC_ROOT_ENV) or "sample", split)
+
+
+def data_version(data) -> str | None:
+    """The version of generated data a ``data`` value names, e.g. ``'sample-v4'``.
+
+    A model trained on generated data is stale once the generator changes;
+    this names what it was trained on. Files on disk (VOC, a CSV) have no
+    version: None.
+    """
+    if data == "sample":
+        return f"sample-v{sample_data.SAMPLE_VERSION}"
+    return None

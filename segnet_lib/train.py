@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from segnet_lib import data, metrics, model, recipes, sample_data
+from segnet_lib import data, metrics, model
 from segnet_lib._setup import set_seed
 from segnet_lib._tf import tf
 from segnet_lib.checkpoints import (CHECKPOINT_BASENAME, DONE_FILE, HISTORY_COLUMNS, HISTORY_FILE,
@@ -46,15 +46,13 @@ from segnet_lib.checkpoints import (CHECKPOINT_BASENAME, DONE_FILE, HISTORY_COLU
 from segnet_lib.config import TrainConfig, check_run_dir, write_config
 from segnet_lib.datasets import open_datasets
 from segnet_lib.export import export_if_stale
-from segnet_lib.files import cache_dir
 from segnet_lib.losses import learning_rate_schedule, make_optimizer, pixel_accuracy, segmentation_loss
 from segnet_lib.runtime import device_report, enable_determinism, session_config
 from segnet_lib.voc import IGNORE_LABEL, VOC_COLORMAP
 from segnet_lib.weights import load_vgg16
 
 __all__ = ["train", "TrainingDiverged", "TrainingStep", "training_step", "TrainingGraph",
-           "build_graph", "validate", "class_weights", "LogWindow", "StopSignals",
-           "sample_run_dir", "sample_checkpoint"]
+           "build_graph", "validate", "class_weights", "LogWindow", "StopSignals"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -574,42 +572,3 @@ def _train_from(config: TrainConfig, run_dir: Path, start_step: int, last_dir: O
                     return _loop(sess, g, config, run, start_step, history, stop, bar, log)
             finally:
                 writer.close()
-
-
-# ---------------------------------------------------------------------------
-# The book's sample run
-# ---------------------------------------------------------------------------
-
-def sample_run_dir(variant: str = "segnet") -> Path:
-    """The folder of :func:`sample_checkpoint`'s run, trained or not (yet).
-
-    Training :func:`segnet_lib.recipes.sample_recipe` into it
-    (``train(sample_recipe(v), sample_run_dir(v))``) is what
-    :func:`sample_checkpoint` does; notebook 04 does it in the open.
-    """
-    # The data's version too: a regenerated sample set needs a new training.
-    recipe = recipes.sample_recipe(variant)
-    name = f"sample-data{sample_data.SAMPLE_VERSION}-{variant}-{recipe.fingerprint()}"
-    return cache_dir() / "checkpoints" / name
-
-
-def sample_checkpoint(variant: str = "segnet", progress: bool = False) -> Path:
-    """A run folder trained with :func:`segnet_lib.recipes.sample_recipe`, cached; trained on first use.
-
-    The folder is ``$SEGNET_CACHE_DIR/checkpoints/sample-data<N>-<variant>-<hash>``
-    (default cache: ``~/.cache/segnet_lib``), naming the sample data's version
-    and the recipe, so a changed recipe or dataset trains anew. Several processes may ask at once: one
-    trains, the others wait for it. An interrupted training resumes.
-
-    Args:
-        variant: ``'segnet'``, ``'segnet_basic'`` or ``'bayesian'``.
-        progress: show the progress bar while training.
-
-    Returns:
-        The run folder (``export.load_predictor(folder)`` gives its best model).
-    """
-    config = recipes.sample_recipe(variant)
-    run_dir = sample_run_dir(variant)
-    if not (run_dir / DONE_FILE).is_file():
-        train(config, run_dir, progress=progress, log=print if progress else None, wait=True)
-    return run_dir

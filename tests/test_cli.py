@@ -194,7 +194,7 @@ def test_recipe_defaults_follow_the_data(tmp_path):
 def test_predict_rejects_missing_images_and_checkpoints(tmp_path, capsys):
     image = tmp_path / "x.png"
     Image.new("RGB", (8, 8)).save(image)
-    assert exit_code(["predict", str(tmp_path / "nope.jpg"), "--checkpoint", "sample",
+    assert exit_code(["predict", str(tmp_path / "nope.jpg"), "--checkpoint", "sample-segnet",
                       "--out", str(tmp_path / "o")]) == 2
     assert "nope.jpg" in capsys.readouterr().err
     assert exit_code(["predict", str(image), "--checkpoint", str(tmp_path / "no_run"),
@@ -345,13 +345,14 @@ def test_evaluate_reads_the_csv_split_that_train_held_out(tmp_path, capsys):
     csv = sample_data.sample_root() / "train.csv"
     run = tmp_path / "run"
     assert cli.main(["train", *TINY, "--data", str(csv), "--rle-order", "C", "--val-fraction",
-                     "0.05", "--steps", "2", "--val-every", "2", "--val-images", "100",
+                     "0.0075", "--steps", "2", "--val-every", "2", "--val-images", "100",
                      "--export-format", "none", "--out", str(run)]) == 0
     capsys.readouterr()
     held_out = datasets.open_datasets(config.read_config(run))[1]
     assert cli.main(["evaluate", "--checkpoint", str(run), "--data", str(csv), "--no-boundary",
                      "--out", str(tmp_path / "eval")]) == 0
     per_image = pd.read_csv(tmp_path / "eval" / "per_image.csv", dtype={"image_id": str})
+    # 0.75% of the 2,000 training scenes' ids.
     assert per_image["image_id"].tolist() == held_out.ids and len(held_out) == 15
     # The run's validation mean IoU (at its last step, on the same images) is what evaluate says.
     scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())["summary"]["mean_iou"]
@@ -370,3 +371,17 @@ def test_a_failure_during_the_work_exits_with_1(tmp_path, capsys):
                        "0.3", "--steps", "2", "--out", str(tmp_path / "run")])
     assert status == cli.EXIT_FAILED
     assert "bad.csv, line 4 (id 'c')" in capsys.readouterr().err
+
+
+def test_reference_lists_checks_and_refuses_unknown_names(tmp_path, capsys):
+    assert cli.main(["reference", "--list"]) == cli.EXIT_OK
+    listed = capsys.readouterr().out
+    assert "sample-segnet" in listed and "sample-bayesian" in listed
+    # An empty reference folder: every run is missing, named with its rebuild command.
+    assert cli.main(["reference", "--check", "--out", str(tmp_path)]) == cli.EXIT_FAILED
+    out = capsys.readouterr().out
+    assert "sample-segnet: " in out and "make reference RUNS=sample-segnet" in out
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["reference", "no-such-run"])
+    assert refused.value.code == cli.EXIT_REFUSED
+    assert "no reference run matches ['no-such-run']" in capsys.readouterr().err

@@ -33,7 +33,7 @@ LAYERS = [
     ["_tf", "_setup"], [""], ["files"], ["rle_text"], ["rle"], ["rle_csv"], ["voc"], ["sample_data"],
     ["datasets"], ["data"], ["unpool", "layers"], ["model"], ["unet"], ["weights"], ["metrics"],
     ["losses", "runtime"], ["memory"], ["checkpoints"], ["config"], ["recipes"], ["export"], ["train"],
-    ["bayes", "viz", "study"], ["cli"], ["__main__"],
+    ["reference"], ["bayes", "viz", "study"], ["cli"], ["__main__"],
 ]
 
 
