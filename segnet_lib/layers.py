@@ -219,8 +219,9 @@ def transposed_conv(net, features, output_shape, kernel_size, config, initialize
         kernel_size: square kernel size (U-Net: 2; FCN: 8).
         config: gives the weight decay.
         initializer: of the kernel (``[k, k, features, in]``, the layout of
-            ``conv2d_transpose``); default He et al.'s for ReLU networks, with
-            the fan-in an output pixel really has (see below).
+            ``conv2d_transpose``); default He et al.'s for ReLU networks
+            (variance 2 / fan-in), with the fan-in an output pixel really has
+            at stride 2: ``(k / 2)**2 * in``.
         bias: add a bias vector.
         relu: apply ReLU.
 
