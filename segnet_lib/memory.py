@@ -7,7 +7,8 @@ takes: :func:`measure_memory` runs one model config, in one mode
 it; ``'train'``: the loss, the gradients and one update of SGD with momentum,
 the paper's optimiser, with batch-norm updates) at one size and batch, in a
 fresh child process (``python -m segnet_lib.memory``), and reports that
-process's peak resident set size.
+process's peak resident set size (on Linux ``VmHWM`` of its own address space,
+read from ``/proc/self/status``; elsewhere ``getrusage``'s ``ru_maxrss``).
 
 Why the peak RSS of a child, and not TensorFlow's allocator statistics: on the
 CPU the allocator keeps none unless asked at start-up
@@ -16,7 +17,12 @@ session API has no call for them, and oneDNN allocates some of its scratch
 memory outside them. The peak RSS counts every page the process touched (the
 TensorFlow runtime, the graph, the weights, the activations, oneDNN's buffers),
 and a fresh process per measurement keeps one model's high-water mark from
-hiding the next one's (a high-water mark never goes down). To separate the
+hiding the next one's (a high-water mark never goes down). Not ``ru_maxrss``
+on Linux: at ``exec`` the kernel carries the old address space's high-water
+mark into it, and Python starts a child by ``vfork`` (the parent's address
+space) then ``exec``, so the child's ``ru_maxrss`` is at least the parent's
+peak (a notebook or a test process that trained a model first would inflate
+every measurement). To separate the
 model's run from the runtime, the child also reads its resident memory just
 before the first run (after import, graph construction and variable
 initialisation): ``run_bytes = peak_rss_bytes - base_rss_bytes`` is what
@@ -75,6 +81,14 @@ def config_from_dict(values: Mapping):
 
 
 def _peak_rss_bytes() -> int:
+    """This address space's peak resident memory (Linux: VmHWM); else ru_maxrss."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # reported in kB
+    except (OSError, ValueError, IndexError):
+        pass
     # Linux reports kilobytes, macOS bytes.
     scale = 1 if sys.platform == "darwin" else 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale

@@ -6,7 +6,10 @@ machine: the bookkeeping, a training step at batch 4 needing more than
 inference at batch 1, and at least the encoder maps a training step must keep.
 """
 import json
+import resource
+import sys
 
+import numpy as np
 import pytest
 
 from segnet_lib import memory, model, study, unet
@@ -66,6 +69,17 @@ def test_a_training_step_needs_more_than_inference(measured):
     assert training > 4 * kept
     assert measured.loc[("train", 4), "peak_rss_bytes"] > measured.loc[("inference", 1),
                                                                        "peak_rss_bytes"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent's ru_maxrss in kB, VmHWM: Linux")
+def test_a_large_parent_does_not_inflate_the_child_s_peak():
+    # A child started by vfork + exec inherits its parent's high-water mark in
+    # ru_maxrss; the measurement must read the child's own address space.
+    hog = np.ones(2 ** 30 // 8)  # 1 GiB, touched
+    parent_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    measured = memory.measure_memory(NARROW, 3, (32, 32))
+    del hog
+    assert measured["peak_rss_bytes"] < parent_peak - 2 ** 29
 
 
 def test_a_failing_child_is_reported_with_its_error(monkeypatch):
