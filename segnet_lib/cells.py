@@ -214,9 +214,9 @@ def _smooth_field(rng, shape, cells):
     return field / max(float(field.std()), 1e-6)
 
 
-def _layout(rng, cell_type: str, shape_full=(HEIGHT, WIDTH)):
+def _layout(rng, cell_type: str):
     """Centres (and orientations) of the cells of one image, in full-size units."""
-    h, w = shape_full
+    h, w = HEIGHT, WIDTH
     if cell_type == "cort":  # many, scattered uniformly
         n = int(rng.integers(50, 110))
         return [(rng.uniform(0, w), rng.uniform(0, h), None) for _ in range(n)]
@@ -301,10 +301,14 @@ def render_image(rng: np.random.Generator, cell_type: str, scale: float = 0.5):
         if drawn is not None:
             halo[drawn[0], drawn[1]] += gain * drawn[2]
     # Phase contrast: a bright ring just outside each outline and a dark rim
-    # just inside (a blurred copy minus the sharp one), over a darker,
-    # textured interior.
+    # just inside (a blurred copy minus the sharp one), over a textured
+    # interior. Where several cells pile up, the optics saturate (tanh) rather
+    # than add up to black.
+    halo = 120 * np.tanh(halo / 120)
+    body = 30 * np.tanh(body / 30)
     sigma = max(0.8, 3.0 * scale)
-    texture = _smooth_field(rng, shape, (max(2, round(h / (6 * scale))), max(2, round(w / (6 * scale)))))
+    grain = (max(2, round(h / (6 * scale))), max(2, round(w / (6 * scale))))  # ~6 px at full size
+    texture = _smooth_field(rng, shape, grain)
     image = (ndimage.gaussian_filter(halo, sigma) - halo) + body * (1 + 0.5 * texture)
     # Uneven illumination: a smooth gradient and a vignette around a mean grey.
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -345,10 +349,11 @@ def generate(out_dir, seed: int = 0, num_images: int = DEFAULT_NUM_IMAGES, scale
 
     Image ``k`` shows cell type ``CELL_TYPES[k % 3]`` (so every type appears
     as often) and is drawn from its own stream ``np.random.default_rng([seed,
-    k])``: it does not depend on ``num_images``. ``annotation`` is each cell's
-    full mask, RLE row-major: where cells overlap, both rows hold the shared
-    pixels, as in the real annotations. ``width``/``height`` are the image's
-    (scaled) size.
+    k])``, first by :func:`render_image`, then its metadata: it does not
+    depend on ``num_images``, and its id is ``image_id(seed, k)``.
+    ``annotation`` is each cell's full mask, RLE row-major: where cells
+    overlap, both rows hold the shared pixels, as in the real annotations.
+    ``width``/``height`` are the image's (scaled) size.
 
     Args:
         out_dir: destination folder (created; existing files are overwritten).
@@ -369,8 +374,8 @@ def generate(out_dir, seed: int = 0, num_images: int = DEFAULT_NUM_IMAGES, scale
     for k in tqdm(range(num_images), desc="cell images", disable=not progress):
         rng = np.random.default_rng([seed, k])
         cell_type = CELL_TYPES[k % len(CELL_TYPES)]
-        meta = _metadata(rng, cell_type)
         image, masks = render_image(rng, cell_type, scale)
+        meta = _metadata(rng, cell_type)
         name = image_id(seed, k)
         Image.fromarray(image, "L").save(root / IMAGE_DIR / f"{name}.png", compress_level=1)
         for mask in masks:
@@ -455,6 +460,38 @@ def semantic_map(rles: Sequence, cell_types: Sequence[str], shape, overlap: str 
     values = [class_id(t, labels[i]) for i, t in enumerate(cell_types)]
     return rle.decode_label_map(rles, values, shape, RLE_ORDER, overlap=overlap,
                                 dtype=np.uint8, row_labels=labels)
+
+
+def iter_semantic_maps(csv_path, overlap: str = "last", ids: Sequence[str] | None = None):
+    """Lazily decodes a Sartorius-layout CSV into one label map per image.
+
+    A thin layer over :func:`segnet_lib.rle.iter_label_maps`: ``annotation`` is
+    the RLE, ``cell_type`` the class (by :func:`class_id`), and each image's
+    size comes from its ``width``/``height``, which must agree across its rows.
+
+    Args:
+        csv_path: a ``train.csv`` (the real one or :func:`generate`'s).
+        overlap: overlap policy, as in :func:`semantic_map`.
+        ids: only these images, in this order (default: all, in file order).
+
+    Returns:
+        An iterator of ``(image_id, label_map)``, label maps uint8 ``[H, W]``.
+
+    Raises:
+        FileNotFoundError, ValueError: a missing file or column, or an unknown
+            cell type, at once; while iterating, a malformed row (an RLE past
+            the end of its width x height, runs out of order or overlapping,
+            sizes that disagree within an image), naming the file, line and id.
+    """
+    df = rle.read_csv(csv_path, class_column=False)
+    if "cell_type" not in df:
+        raise ValueError(f"{csv_path}: no cell_type column; columns are {list(df.columns)}")
+    unknown = ~df["cell_type"].isin(CELL_TYPES)
+    if unknown.any():
+        i = unknown.idxmax()  # read_csv's index is the data row: file line = index + 2
+        class_id(df.at[i, "cell_type"], f"{csv_path}, line {i + 2} (id {df.at[i, 'id']!r})")
+    df["class"] = df["cell_type"].map(class_id)
+    return rle.iter_label_maps(df, RLE_ORDER, kind="semantic", overlap=overlap, ids=ids)
 
 
 _EIGHT_NEIGHBOURS = np.ones((3, 3), bool)
@@ -549,4 +586,4 @@ def write_submission(path, rows: Iterable[Mapping]) -> Path:
 __all__ = ["CELL_TYPES", "CLASS_NAMES", "HEIGHT", "WIDTH", "CSV_COLUMNS", "SUBMISSION_COLUMNS",
            "RLE_ORDER", "IMAGE_DIR", "CSV_NAME", "DEFAULT_NUM_IMAGES", "CELLS_VERSION",
            "image_size", "class_id", "image_id", "render_image", "generate", "cells_root",
-           "semantic_map", "instances", "submission_rows", "write_submission"]
+           "semantic_map", "iter_semantic_maps", "instances", "submission_rows", "write_submission"]
