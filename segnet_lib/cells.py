@@ -214,6 +214,11 @@ def _smooth_field(rng, shape, cells):
     return field / max(float(field.std()), 1e-6)
 
 
+def _saturate(x: np.ndarray, k: float) -> np.ndarray:
+    """A soft limit at +-k: about x for small x, never beyond k."""
+    return x / np.sqrt(1 + (x / k) ** 2)
+
+
 def _layout(rng, cell_type: str):
     """Centres (and orientations) of the cells of one image, in full-size units."""
     h, w = HEIGHT, WIDTH
@@ -302,10 +307,11 @@ def render_image(rng: np.random.Generator, cell_type: str, scale: float = 0.5):
             halo[drawn[0], drawn[1]] += gain * drawn[2]
     # Phase contrast: a bright ring just outside each outline and a dark rim
     # just inside (a blurred copy minus the sharp one), over a textured
-    # interior. Where several cells pile up, the optics saturate (tanh) rather
-    # than add up to black.
-    halo = 120 * np.tanh(halo / 120)
-    body = 30 * np.tanh(body / 30)
+    # interior. Where several cells pile up, the optics saturate rather than
+    # add up to black (x / sqrt(1 + (x/k)^2), not tanh: NumPy's tanh differs
+    # in the last bit between SIMD instruction sets, sqrt does not).
+    halo = _saturate(halo, 120)
+    body = _saturate(body, 30)
     sigma = max(0.8, 3.0 * scale)
     grain = (max(2, round(h / (6 * scale))), max(2, round(w / (6 * scale))))  # ~6 px at full size
     texture = _smooth_field(rng, shape, grain)

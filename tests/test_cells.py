@@ -1,5 +1,8 @@
 """Tests of segnet_lib.cells: the Sartorius-layout stand-in, label maps, submissions."""
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -86,6 +89,22 @@ def test_deterministic_and_independent_of_num_images(tmp_path, root):
     assert _read(fewer).equals(df[df["id"].isin(first_two)].reset_index(drop=True))
     assert not set(_read(other)["id"]) & set(df["id"])
     assert _read(other)["annotation"].tolist() != df[df["id"].isin(first_two)]["annotation"].tolist()
+
+
+def test_same_bytes_whatever_simd_numpy_picks(tmp_path, root):
+    """NumPy picks SIMD kernels by CPU (some, such as tanh, differ in the last
+    bit); a process limited to SSE4.2-era kernels must draw the same files."""
+    env = dict(os.environ, NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4 AVX512_ICL AVX512_SPR")
+    out = tmp_path / "baseline"
+    subprocess.run([sys.executable, "-c", "import sys; from segnet_lib import cells; "
+                    "cells.generate(sys.argv[1], seed=0, num_images=3, scale=0.5)", str(out)],
+                   env=env, check=True)
+    ids = [cells.image_id(0, k) for k in range(3)]
+    df = _read(root)
+    assert _read(out).equals(df[df["id"].isin(ids)].reset_index(drop=True))
+    for image_id in ids:
+        png = f"{cells.IMAGE_DIR}/{image_id}.png"
+        assert (out / png).read_bytes() == (root / png).read_bytes()
 
 
 def _elongation(mask):
