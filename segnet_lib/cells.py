@@ -12,13 +12,15 @@ This module provides, without any download:
 
 * :func:`generate` / :func:`cells_root`: a deterministic stand-in in exactly
   that layout, at a scale a CPU can train on (``scale=1.0`` gives the real
-  520 x 704). Each image holds one cell type, as in the real data, drawn with
-  the three morphologies that tell the types apart: small round ``cort``
-  cells scattered over the field; elongated, spindle-shaped ``shsy5y`` cells
-  with thin neurites, in touching clusters; few, large, irregular ``astro``
-  cells with long processes, spread out. All three share one intensity model
-  (bright halo at the outline, darker textured interior), so no grey-level
-  threshold separates them; shape, size and arrangement do.
+  520 x 704). Each image holds one cell type, as the real images do (public
+  solutions reduce ``cell_type`` to one value per image), drawn with the
+  three morphologies that tell the types apart: small round ``cort`` cells
+  scattered over the field; elongated, spindle-shaped ``shsy5y`` cells with
+  thin neurites, in touching clusters; few, large, irregular ``astro`` cells
+  with long processes, spread out. All three share one intensity model (a
+  bright halo outside the outline, a dark rim inside it, a textured interior
+  darker or lighter than the background), so no grey-level threshold
+  separates them; shape, size and arrangement do.
 * :func:`semantic_map`: an image's rows painted into one label map by cell
   type (0 background, then :data:`CELL_TYPES` in order), with an explicit
   overlap policy.
