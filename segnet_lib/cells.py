@@ -32,9 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -44,12 +41,15 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from segnet_lib import rle, sample_data
+from segnet_lib import rle, rle_csv
+from segnet_lib.files import atomic_write_text, cache_dir, cached_dir
 
-#: The competition's cell lines; class id = index + 1 (0 is the background).
+#: The competition's cell lines; class id = index + 1 (0 is the background). The
+#: order is the one public solutions number them in (e.g. the winning solution's
+#: ``CATEGORIES = ('shsy5y', 'astro', 'cort')``), not the sorted one.
 CELL_TYPES = ("shsy5y", "astro", "cort")
 #: Class names, index = class id.
-CLASS_NAMES = ("background",) + CELL_TYPES
+CLASS_NAMES = (rle_csv.BACKGROUND,) + CELL_TYPES
 #: Size of the real images (and of the stand-in at ``scale=1.0``).
 HEIGHT, WIDTH = 520, 704
 #: The columns of the competition's ``train.csv``, in order.
@@ -59,6 +59,10 @@ CSV_COLUMNS = ("id", "annotation", "width", "height", "cell_type", "plate_time",
 SUBMISSION_COLUMNS = ("id", "predicted")
 #: Pixel order of every RLE string in this format (row-major).
 RLE_ORDER = "C"
+#: The column that holds each row's cell type.
+CLASS_COLUMN = "cell_type"
+#: The columns that identify the layout in a header (:func:`has_layout`).
+LAYOUT_COLUMNS = ("id", "annotation", CLASS_COLUMN)
 #: Where the images and the annotations live under a dataset root.
 IMAGE_DIR = "train"
 CSV_NAME = "train.csv"
@@ -67,7 +71,6 @@ DEFAULT_NUM_IMAGES = 150
 #: Bump when the generator changes, so cached copies are regenerated.
 CELLS_VERSION = 1
 
-_DONE = ".complete"
 _SUPERSAMPLE = 3  # cells are drawn 3x larger and box-filtered: soft outlines
 # Plates (the part of sample_id before the first '_') seen in public solutions'
 # code for each cell type; the stand-in draws its sample ids from these.
@@ -90,6 +93,18 @@ def image_size(scale: float = 0.5) -> tuple[int, int]:
     if not isinstance(scale, (int, float)) or not 0 < scale <= 1:
         raise ValueError(f"scale must be in (0, 1] (1.0 is the real 520x704), got {scale!r}")
     return max(1, round(HEIGHT * scale)), max(1, round(WIDTH * scale))
+
+
+def has_layout(columns) -> bool:
+    """Whether a CSV header is the Sartorius ``train.csv``'s.
+
+    It is when it has the columns of :data:`LAYOUT_COLUMNS` (``id``,
+    ``annotation``, ``cell_type``; exact names, as in the file), whatever
+    else it has: the metadata columns are not needed to read the masks.
+    Such a file is read row-major (:data:`RLE_ORDER`) with ``cell_type`` as
+    the class column and :data:`CLASS_NAMES` as the classes.
+    """
+    return set(LAYOUT_COLUMNS) <= {str(c) for c in columns}
 
 
 def class_id(cell_type: str, where: str = "cell type") -> int:
@@ -347,7 +362,7 @@ def image_id(seed: int, k: int) -> str:
 
 
 def generate(out_dir, seed: int = 0, num_images: int = DEFAULT_NUM_IMAGES, scale: float = 0.5,
-             progress: bool = False) -> Path:
+             progress: bool = False, images: bool = True) -> Path:
     """Writes a generated stand-in for the Sartorius training data.
 
     Layout written under ``out_dir``::
@@ -369,6 +384,8 @@ def generate(out_dir, seed: int = 0, num_images: int = DEFAULT_NUM_IMAGES, scale
         num_images: number of images (the real training set has 606).
         scale: image size as a fraction of 520 x 704; 1.0 is the real size.
         progress: show a progress bar.
+        images: write the PNGs (False: only ``train.csv``, e.g. to time a
+            CSV reader; the rows are the same).
 
     Returns:
         ``out_dir`` as a :class:`~pathlib.Path`.
@@ -385,7 +402,8 @@ def generate(out_dir, seed: int = 0, num_images: int = DEFAULT_NUM_IMAGES, scale
         image, masks = render_image(rng, cell_type, scale)
         meta = _metadata(rng, cell_type)
         name = image_id(seed, k)
-        Image.fromarray(image, "L").save(root / IMAGE_DIR / f"{name}.png", compress_level=1)
+        if images:
+            Image.fromarray(image, "L").save(root / IMAGE_DIR / f"{name}.png", compress_level=1)
         for mask in masks:
             records.append((name, rle.encode(mask, RLE_ORDER), w, h, cell_type,
                             meta["plate_time"], meta["sample_date"], meta["sample_id"],
@@ -398,9 +416,10 @@ def generate(out_dir, seed: int = 0, num_images: int = DEFAULT_NUM_IMAGES, scale
 def cells_root(seed: int = 0, scale: float = 0.5) -> Path:
     """The cached stand-in's root (``train.csv``, ``train/``), generated on first use.
 
-    The copy lives in ``sample_data.cache_dir()/cells-v<version>-seed<seed>-
-    scale<scale>``; it is generated in a temporary folder beside it and renamed
-    into place only when complete, so an interrupted run leaves no half dataset.
+    The copy lives in ``segnet_lib.files.cache_dir()/cells-v<version>-seed<seed>-
+    scale<scale>-n<images>``, built and published whole by
+    :func:`segnet_lib.files.cached_dir`, so an interrupted run leaves no half
+    dataset.
 
     Args:
         seed: the dataset's seed.
@@ -410,27 +429,9 @@ def cells_root(seed: int = 0, scale: float = 0.5) -> Path:
         :class:`~pathlib.Path` of the root.
     """
     image_size(scale)
-    base = sample_data.cache_dir()
-    final = base / f"cells-v{CELLS_VERSION}-seed{seed}-scale{scale:g}-n{DEFAULT_NUM_IMAGES}"
-    if (final / _DONE).exists():
-        return final
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=base))
-    try:
-        generate(tmp, seed=seed, scale=scale)
-        (tmp / _DONE).write_text(f"segnet_lib cells v{CELLS_VERSION}, seed {seed}, scale {scale:g}\n")
-        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like ~/.cache
-        if final.exists() and not (final / _DONE).exists():
-            shutil.rmtree(final, ignore_errors=True)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / _DONE).exists():  # another process won the race with a broken copy
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    final = cache_dir() / f"cells-v{CELLS_VERSION}-seed{seed}-scale{scale:g}-n{DEFAULT_NUM_IMAGES}"
+    return cached_dir(final, lambda folder: generate(folder, seed=seed, scale=scale),
+                      f"segnet_lib cells v{CELLS_VERSION}, seed {seed}, scale {scale:g}")
 
 
 # ----------------------------------------------------------------------------
@@ -473,9 +474,10 @@ def semantic_map(rles: Sequence, cell_types: Sequence[str], shape, overlap: str 
 def iter_semantic_maps(csv_path, overlap: str = "last", ids: Sequence[str] | None = None):
     """Lazily decodes a Sartorius-layout CSV into one label map per image.
 
-    A thin layer over :func:`segnet_lib.rle.iter_label_maps`: ``annotation`` is
-    the RLE, ``cell_type`` the class (by :func:`class_id`), and each image's
-    size comes from its ``width``/``height``, which must agree across its rows.
+    A thin layer over :func:`segnet_lib.rle_csv.iter_label_maps`:
+    ``annotation`` is the RLE (row-major), ``cell_type`` the class (by
+    :data:`CLASS_NAMES`), and each image's size comes from its
+    ``width``/``height``, which must agree across its rows.
 
     Args:
         csv_path: a ``train.csv`` (the real one or :func:`generate`'s).
@@ -487,54 +489,53 @@ def iter_semantic_maps(csv_path, overlap: str = "last", ids: Sequence[str] | Non
 
     Raises:
         FileNotFoundError, ValueError: a missing file or column, or an unknown
-            cell type, at once; while iterating, a malformed row (an RLE past
-            the end of its width x height, runs out of order or overlapping,
-            sizes that disagree within an image), naming the file, line and id.
+            cell type (naming the file, line and id), at once; while
+            iterating, a malformed row (an RLE past the end of its width x
+            height, runs out of order or overlapping, sizes that disagree
+            within an image), naming the file, line and id.
     """
-    df = rle.read_csv(csv_path, class_column=False)
-    if "cell_type" not in df:
-        raise ValueError(f"{csv_path}: no cell_type column; columns are {list(df.columns)}")
-    unknown = ~df["cell_type"].isin(CELL_TYPES)
-    if unknown.any():
-        i = unknown.idxmax()  # read_csv's index is the data row: file line = index + 2
-        class_id(df.at[i, "cell_type"], f"{csv_path}, line {i + 2} (id {df.at[i, 'id']!r})")
-    df["class"] = df["cell_type"].map(class_id)
-    return rle.iter_label_maps(df, RLE_ORDER, kind="semantic", overlap=overlap, ids=ids)
+    return rle_csv.iter_label_maps(csv_path, RLE_ORDER, kind="semantic", overlap=overlap, ids=ids,
+                                   class_column=CLASS_COLUMN, classes=CLASS_NAMES)
 
 
 _EIGHT_NEIGHBOURS = np.ones((3, 3), bool)
 
 
-def instances(label_map, min_area: int = 1) -> list[tuple[str, np.ndarray]]:
+def instances(label_map, min_area: int = 1,
+              class_names: Sequence[str] = CLASS_NAMES) -> list[tuple[str, np.ndarray]]:
     """Splits a semantic label map into instances: connected components per class.
 
     Pixels touching by an edge or a corner (8-connectivity) belong to one
     instance, so a thin diagonal process stays with its cell. The limit of
     this approach: cells of one type that touch merge into one instance, and
     an instance hidden under another cell is lost (a label map has one class
-    per pixel).
+    per pixel). The instances never overlap, as the competition requires.
 
     Args:
-        label_map: integer ``[H, W]`` with 0 (background) and class ids 1..3.
+        label_map: integer ``[H, W]`` class ids, 0 the background.
         min_area: components with fewer pixels are dropped (prediction specks).
+        class_names: names by class id (default: background and the cell
+            types); any model's classes work.
 
     Returns:
-        ``[(cell_type, mask), ...]``: bool ``[H, W]`` masks, by class id and
+        ``[(class name, mask), ...]``: bool ``[H, W]`` masks, by class id and
         then in scan order of each component's first pixel.
 
     Raises:
-        ValueError: a label map that is not 2-D integers or holds other values.
+        ValueError: a label map that is not 2-D integers or holds a value
+            that is not a class id (naming it and where).
     """
     m = np.asarray(label_map)
     if m.ndim != 2 or m.dtype.kind not in "iub":
         raise ValueError(f"label map must be 2-D integers, got shape {m.shape} dtype {m.dtype}")
-    bad = (m < 0) | (m > len(CELL_TYPES))
+    names = tuple(class_names)
+    bad = (m < 0) | (m >= len(names))
     if bad.any():
         y, x = np.argwhere(bad)[0]
-        raise ValueError(f"label map value {m[y, x]} at (row {y}, col {x}) is not 0..{len(CELL_TYPES)} "
-                         f"(background, {', '.join(CELL_TYPES)})")
+        raise ValueError(f"label map value {m[y, x]} at (row {y}, col {x}) is not a class id "
+                         f"0..{len(names) - 1} ({', '.join(names)})")
     out = []
-    for cid, name in enumerate(CELL_TYPES, start=1):
+    for cid, name in enumerate(names[1:], start=1):
         components, n = ndimage.label(m == cid, structure=_EIGHT_NEIGHBOURS)
         if not n:
             continue
@@ -545,13 +546,15 @@ def instances(label_map, min_area: int = 1) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def submission_rows(image_id: str, label_map, min_area: int = 1) -> list[dict]:
+def submission_rows(image_id: str, label_map, min_area: int = 1,
+                    class_names: Sequence[str] = CLASS_NAMES) -> list[dict]:
     """One submission row per instance of a predicted label map.
 
     Args:
         image_id: the image's id.
         label_map: integer ``[H, W]`` class ids (see :func:`instances`).
         min_area: smallest instance kept, in pixels.
+        class_names: names by class id (see :func:`instances`).
 
     Returns:
         ``[{'id': image_id, 'predicted': rle}, ...]`` with row-major RLEs; an
@@ -559,15 +562,12 @@ def submission_rows(image_id: str, label_map, min_area: int = 1) -> list[dict]:
         in the competition's sample submission, so every image appears.
     """
     rows = [{"id": str(image_id), "predicted": rle.encode(mask, RLE_ORDER)}
-            for _, mask in instances(label_map, min_area)]
+            for _, mask in instances(label_map, min_area, class_names)]
     return rows or [{"id": str(image_id), "predicted": ""}]
 
 
 def write_submission(path, rows: Iterable[Mapping]) -> Path:
     """Writes submission rows (``id``, ``predicted``) to a CSV, atomically.
-
-    The file is written beside ``path`` under a temporary name and renamed
-    over it, so a reader never sees half a file.
 
     Raises:
         ValueError: a row without ``id`` or ``predicted`` (naming the row).
@@ -580,18 +580,11 @@ def write_submission(path, rows: Iterable[Mapping]) -> Path:
         records.append((str(row["id"]), row["predicted"] or ""))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            pd.DataFrame.from_records(records, columns=list(SUBMISSION_COLUMNS)).to_csv(f, index=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    frame = pd.DataFrame.from_records(records, columns=list(SUBMISSION_COLUMNS))
+    return atomic_write_text(path, frame.to_csv(index=False))
 
 
 __all__ = ["CELL_TYPES", "CLASS_NAMES", "HEIGHT", "WIDTH", "CSV_COLUMNS", "SUBMISSION_COLUMNS",
-           "RLE_ORDER", "IMAGE_DIR", "CSV_NAME", "DEFAULT_NUM_IMAGES", "CELLS_VERSION",
-           "image_size", "class_id", "image_id", "render_image", "generate", "cells_root",
+           "RLE_ORDER", "CLASS_COLUMN", "LAYOUT_COLUMNS", "IMAGE_DIR", "CSV_NAME",
+           "DEFAULT_NUM_IMAGES", "CELLS_VERSION", "image_size", "has_layout", "class_id", "image_id", "render_image", "generate", "cells_root",
            "semantic_map", "iter_semantic_maps", "instances", "submission_rows", "write_submission"]

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from segnet_lib import cells, rle, sample_data
+from segnet_lib import cells, files, rle
 
 
 @pytest.fixture(scope="module")
@@ -209,13 +209,15 @@ def test_a_real_size_row_is_read_row_major(tmp_path):
     expected[10:12, 100:200] = cells.class_id("astro")
     assert np.array_equal(label_map, expected)
     path.write_text(path.read_text().replace("cell_type", "kind"))
-    with pytest.raises(ValueError, match=r"train.csv: no cell_type column"):
+    with pytest.raises(ValueError, match=r"train.csv: no column 'cell_type' for the class"):
         list(cells.iter_semantic_maps(path))
 
 
 @pytest.mark.parametrize("column, value, message", [
-    ("cell_type", "neuron", r"line 4 \(id '\w{12}'\): unknown cell type 'neuron'"),
-    ("width", "353", r"id '\w{12}' has rows with different sizes"),
+    ("cell_type", "neuron", r"line 4 \(id '\w{12}'\): cell_type 'neuron' is not one of the classes "
+                            r"\(shsy5y, astro, cort\)"),
+    ("width", "353", r"id '\w{12}' has rows with different sizes \(height x width\): 260x352 on "
+                     r".*train.csv, line 2, 260x353 on .*train.csv, line 4"),
     ("annotation", "91515 10", r"line 4 \(id '\w{12}'\): run 1 .* past the last pixel 91520"),
     ("annotation", "50 3 40 2", r"line 4 \(id '\w{12}'\): run 2 .* is out of order"),
     ("annotation", "50 3 51 2", r"line 4 \(id '\w{12}'\): run 2 .* overlaps run 1"),
@@ -297,7 +299,7 @@ def test_real_size_option(rng):
 
 
 def test_cells_root_caches_atomically(tmp_path, monkeypatch):
-    monkeypatch.setenv(sample_data.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(files.CACHE_ENV, str(tmp_path / "cache"))
     calls = []
     real = cells.generate
 
