@@ -24,9 +24,12 @@ This module provides, without any download:
 * :func:`semantic_map`: an image's rows painted into one label map by cell
   type (0 background, then :data:`CELL_TYPES` in order), with an explicit
   overlap policy.
-* :func:`instances`, :func:`submission_rows`, :func:`write_submission`: a
+* :func:`instance_map`, :func:`submission_rows`, :func:`write_submission`: a
   predicted label map back to the competition's submission format, one RLE
   row per connected component of each class.
+* :func:`has_layout`: whether a CSV header is this layout's, so that
+  :func:`segnet_lib.datasets.open_split` reads such a file (and ``'cells'``,
+  the stand-in) without being told its pixel order or class column.
 """
 from __future__ import annotations
 
@@ -501,8 +504,8 @@ def iter_semantic_maps(csv_path, overlap: str = "last", ids: Sequence[str] | Non
 _EIGHT_NEIGHBOURS = np.ones((3, 3), bool)
 
 
-def instances(label_map, min_area: int = 1,
-              class_names: Sequence[str] = CLASS_NAMES) -> list[tuple[str, np.ndarray]]:
+def instance_map(label_map, min_area: int = 1,
+                 class_names: Sequence[str] = CLASS_NAMES) -> tuple[np.ndarray, list]:
     """Splits a semantic label map into instances: connected components per class.
 
     Pixels touching by an edge or a corner (8-connectivity) belong to one
@@ -518,8 +521,13 @@ def instances(label_map, min_area: int = 1,
             types); any model's classes work.
 
     Returns:
-        ``[(class name, mask), ...]``: bool ``[H, W]`` masks, by class id and
-        then in scan order of each component's first pixel.
+        ``(instances, classes)``: int32 ``[H, W]`` with instance ids 1..N (0
+        for background and dropped specks), numbered by class id and then in
+        scan order of each component's first pixel, and the class id of each
+        instance (``classes[k - 1]`` for instance ``k``; its mask is
+        ``instances == k``). One array, however many instances: a noisy
+        prediction has tens of thousands, and a full mask each would not fit
+        in memory.
 
     Raises:
         ValueError: a label map that is not 2-D integers or holds a value
@@ -534,16 +542,20 @@ def instances(label_map, min_area: int = 1,
         y, x = np.argwhere(bad)[0]
         raise ValueError(f"label map value {m[y, x]} at (row {y}, col {x}) is not a class id "
                          f"0..{len(names) - 1} ({', '.join(names)})")
-    out = []
-    for cid, name in enumerate(names[1:], start=1):
+    out = np.zeros(m.shape, np.int32)
+    classes = []
+    for cid in range(1, len(names)):
         components, n = ndimage.label(m == cid, structure=_EIGHT_NEIGHBOURS)
         if not n:
             continue
-        areas = np.bincount(components.ravel(), minlength=n + 1)
-        for c in range(1, n + 1):
-            if areas[c] >= min_area:
-                out.append((name, components == c))
-    return out
+        keep = np.bincount(components.ravel(), minlength=n + 1) >= min_area
+        keep[0] = False
+        renumber = np.zeros(n + 1, np.int32)
+        renumber[keep] = len(classes) + 1 + np.arange(np.count_nonzero(keep), dtype=np.int32)
+        inside = components > 0
+        out[inside] = renumber[components[inside]]
+        classes += [cid] * int(np.count_nonzero(keep))
+    return out, classes
 
 
 def submission_rows(image_id: str, label_map, min_area: int = 1,
@@ -552,17 +564,20 @@ def submission_rows(image_id: str, label_map, min_area: int = 1,
 
     Args:
         image_id: the image's id.
-        label_map: integer ``[H, W]`` class ids (see :func:`instances`).
+        label_map: integer ``[H, W]`` class ids (see :func:`instance_map`).
         min_area: smallest instance kept, in pixels.
-        class_names: names by class id (see :func:`instances`).
+        class_names: names by class id (see :func:`instance_map`).
 
     Returns:
-        ``[{'id': image_id, 'predicted': rle}, ...]`` with row-major RLEs; an
-        image without instances gets one row with an empty ``predicted``, as
-        in the competition's sample submission, so every image appears.
+        ``[{'id': image_id, 'predicted': rle}, ...]`` with row-major RLEs, in
+        :func:`instance_map`'s order; an image without instances gets one row
+        with an empty ``predicted``, as in the competition's sample
+        submission, so every image appears.
     """
-    rows = [{"id": str(image_id), "predicted": rle.encode(mask, RLE_ORDER)}
-            for _, mask in instances(label_map, min_area, class_names)]
+    found, _ = instance_map(label_map, min_area, class_names)
+    # All instances in one vectorised pass; ids come back sorted, 1..N.
+    encoded = rle.encode_label_map(found, RLE_ORDER, ignore=(0,))
+    rows = [{"id": str(image_id), "predicted": text} for text in encoded.values()]
     return rows or [{"id": str(image_id), "predicted": ""}]
 
 
@@ -587,4 +602,5 @@ def write_submission(path, rows: Iterable[Mapping]) -> Path:
 __all__ = ["CELL_TYPES", "CLASS_NAMES", "HEIGHT", "WIDTH", "CSV_COLUMNS", "SUBMISSION_COLUMNS",
            "RLE_ORDER", "CLASS_COLUMN", "LAYOUT_COLUMNS", "IMAGE_DIR", "CSV_NAME",
            "DEFAULT_NUM_IMAGES", "CELLS_VERSION", "image_size", "has_layout", "class_id", "image_id", "render_image", "generate", "cells_root",
-           "semantic_map", "iter_semantic_maps", "instances", "submission_rows", "write_submission"]
+           "semantic_map", "iter_semantic_maps", "instance_map", "submission_rows",
+           "write_submission"]

@@ -239,12 +239,27 @@ def test_instances_are_connected_components_per_class():
     label[4, 1] = 1
     label[4:6, 5:8] = 2
     label[2, 7] = 2  # a one-pixel speck
-    found = cells.instances(label)
-    assert [t for t, _ in found] == ["shsy5y", "astro", "astro", "cort"]
-    assert [int(m.sum()) for _, m in found] == [2, 1, 6, 8]
-    assert [t for t, _ in cells.instances(label, min_area=2)] == ["shsy5y", "astro", "cort"]
-    with pytest.raises(ValueError, match=r"value 255 at \(row 5, col 0\)"):
-        cells.instances(np.where(np.arange(48).reshape(6, 8) == 40, 255, label).astype(np.uint8))
+    found, classes = cells.instance_map(label)
+    assert found.dtype == np.int32 and [cells.CLASS_NAMES[c] for c in classes] == [
+        "shsy5y", "astro", "astro", "cort"]
+    assert np.bincount(found.ravel())[1:].tolist() == [2, 1, 6, 8]
+    assert found[4, 1] == found[3, 0] == 1 and found[2, 7] == 2 and found[0, 3] == 4
+    np.testing.assert_array_equal(found > 0, label > 0)  # every labelled pixel, once
+    big, classes = cells.instance_map(label, min_area=2)
+    assert classes == [1, 2, 3] and big[2, 7] == 0 and big[5, 7] == 2
+    with pytest.raises(ValueError, match=r"value 255 at \(row 5, col 0\) is not a class id 0..3"):
+        cells.instance_map(np.where(np.arange(48).reshape(6, 8) == 40, 255, label).astype(np.uint8))
+    # Any model's classes: here two of them.
+    assert cells.instance_map(label.clip(0, 1), class_names=("bg", "thing"))[1] == [1, 1, 1, 1]
+
+
+def test_many_instances_cost_one_array():
+    """Noise predicts tens of thousands of specks: one int32 map, not a mask each."""
+    noisy = np.random.default_rng(0).integers(0, 4, (260, 352)).astype(np.uint8)
+    found, classes = cells.instance_map(noisy)
+    assert len(classes) > 10_000 and found.nbytes == 260 * 352 * 4
+    rows = cells.submission_rows("noise", noisy, min_area=3)
+    assert len(rows) == len(cells.instance_map(noisy, min_area=3)[1])
 
 
 def test_submission_round_trip(root, tmp_path):
@@ -252,14 +267,14 @@ def test_submission_round_trip(root, tmp_path):
     maps = dict(cells.iter_semantic_maps(root / cells.CSV_NAME))
     rows = []
     for image_id, label_map in maps.items():
-        found = cells.instances(label_map)
+        found, classes = cells.instance_map(label_map)
         mine = cells.submission_rows(image_id, label_map)
-        assert len(mine) == len(found) > 0 and all(r["id"] == image_id for r in mine)
+        assert len(mine) == len(classes) > 0 and all(r["id"] == image_id for r in mine)
         rebuilt = np.zeros_like(label_map)
-        for row, (cell_type, mask) in zip(mine, found):
+        for k, (row, class_id) in enumerate(zip(mine, classes), start=1):
             decoded = rle.decode(row["predicted"], (h, w), "C")
-            assert np.array_equal(decoded, mask)
-            rebuilt[decoded.astype(bool)] = cells.class_id(cell_type)
+            assert np.array_equal(decoded, found == k)
+            rebuilt[decoded.astype(bool)] = class_id
         assert np.array_equal(rebuilt, label_map)
         rows += mine
     rows += cells.submission_rows("empty0000000", np.zeros((h, w), np.uint8))
@@ -289,7 +304,7 @@ def test_bad_arguments_are_named(rng):
     with pytest.raises(ValueError, match="unknown cell type 'neurons'"):
         cells.render_image(rng, "neurons")
     with pytest.raises(ValueError, match="must be 2-D integers"):
-        cells.instances(np.zeros((2, 2), np.float32))
+        cells.instance_map(np.zeros((2, 2), np.float32))
 
 
 def test_real_size_option(rng):
