@@ -540,5 +540,6 @@ def sample_root(seed: int = 0) -> Path:
     return cached_dir(final, lambda folder: generate(folder, seed=seed),
                       f"segnet_lib sample data v{SAMPLE_VERSION}, seed {seed}")
 
+
 __all__ = ["generate", "sample_root", "render_scene", "add_void_band", "clear_caches",
            "SAMPLE_CLASS_IDS", "SAMPLE_VERSION", "CSV_ORDER"]
