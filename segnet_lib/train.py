@@ -78,7 +78,7 @@ class TrainingStep(NamedTuple):
 
 def training_step(config: TrainConfig, images, labels, num_classes: int,
                   class_weights=None) -> TrainingStep:
-    """Builds SegNet on a batch, its loss and one optimiser update.
+    """Builds the run's model on a batch, its loss and one optimiser update.
 
     This is exactly the step :func:`train` runs (and what
     ``benchmarks/bench_train.py`` times).
@@ -95,7 +95,7 @@ def training_step(config: TrainConfig, images, labels, num_classes: int,
         A :class:`TrainingStep`.
     """
     global_step = tf.train.get_or_create_global_step()
-    logits, _ = model.segnet(images, num_classes, is_training=True, config=config.model_config())
+    logits, _ = model.build(images, num_classes, is_training=True, config=config.model_config())
     data_loss = segmentation_loss(logits, labels, num_classes, class_weights, IGNORE_LABEL)
     # The builder put weight_decay * sum(w ** 2) / 2 of every kernel here.
     reg = tf.losses.get_regularization_losses()
@@ -165,8 +165,8 @@ def build_graph(config: TrainConfig, train_set, val_set, class_weights, start_st
     weights = tf.constant(class_weights, tf.float32, name="class_weights")
     step = training_step(config, images, labels, num_classes, weights)
 
-    val_logits, _ = model.segnet(val_images, num_classes, is_training=False, config=model_config,
-                                 reuse=True)
+    val_logits, _ = model.build(val_images, num_classes, is_training=False, config=model_config,
+                                reuse=True)
     val_loss = segmentation_loss(val_logits, val_labels, num_classes, weights, IGNORE_LABEL)
     val_predictions = tf.argmax(val_logits, -1, output_type=tf.int32)
 
@@ -482,7 +482,7 @@ def _silent(*args, **kwargs) -> None:
 
 def train(config: TrainConfig, out_dir, progress: bool = True, export: bool = True,
           log=print, wait: bool = False) -> pd.DataFrame:
-    """Trains SegNet, or resumes the run in ``out_dir``.
+    """Trains the run's model (SegNet, a decoder variant or U-Net), or resumes the run in ``out_dir``.
 
     Args:
         config: the :class:`~segnet_lib.config.TrainConfig`.

@@ -129,7 +129,8 @@ def test_every_command_uses_the_shared_checks(capsys, command, extra, message):
 
 @pytest.mark.parametrize("extra, message", [
     (["--steps", "0"], "steps must be a positive integer, got 0"),
-    (["--variant", "unet"], "invalid choice: 'unet'"),
+    (["--variant", "unet3d"], "invalid choice: 'unet3d'"),
+    (["--variant", "unet", "--width-multiplier", "0"], "width_multiplier=0.0 must be > 0"),
     (["--data", "/no/such/folder"], "/no/such/folder"),
     (["--crop-size", "0x32"], "positive sizes"),
     (["--lr", "-1"], "learning_rate must be > 0, got -1.0"),

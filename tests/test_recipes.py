@@ -16,10 +16,10 @@ def test_sample_recipe_is_what_its_docstring_says():
     assert (sample.data, sample.width_multiplier, sample.crop_size, sample.batch_size) == (
         "sample", 0.25, (96, 96), 16)
     assert (sample.optimizer, sample.learning_rate, sample.lr_schedule, sample.steps) == (
-        "adam", 1e-3, "poly", 4000)
+        "adam", 1e-3, "poly", 7000)
     assert sample.deterministic and sample.val_every == 500 and sample.val_images is None
     assert recipes.describe(sample) == ("segnet x0.25, 96x96 crops, batch 16, adam 0.001 (poly), "
-                                        "4000 steps")
+                                        "7000 steps")
 
 
 def test_voc_gpu_recipe_reads_the_voc_root(monkeypatch, tmp_path):
