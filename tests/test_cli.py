@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from segnet_lib import (cells, checkpoints, cli, config, datasets, export, recipes, rle, rle_csv,
-                        sample_data, voc)
+                        sample_data, unet, voc)
 from segnet_lib.cli import train as cli_train
 
 # A run that takes seconds (see tests/test_train.py for the same idea).
@@ -454,6 +454,27 @@ def test_a_sartorius_download_trains_evaluates_and_predicts_by_cell_type(sartori
         assert not rebuilt[decoded].any()  # instances never overlap
         rebuilt[decoded] = class_id
     np.testing.assert_array_equal(rebuilt, labels)
+
+
+def test_a_unet_trains_on_a_sartorius_csv_and_segments_a_full_size_image(sartorius_copy,
+                                                                           tmp_path, capsys):
+    """The U-Net of main's builder and the cell reader meet through the one CLI: the run is a
+    U-Net named by cell type, and a 520x704 image (520 = 16 x 32.5: odd sizes after the third
+    pool) comes back at its own size."""
+    root, expected = sartorius_copy
+    csv, run = root / cells.CSV_NAME, tmp_path / "run"
+    assert cli.main(["train", *TINY, "--variant", "unet", "--data", str(csv), "--val-fraction",
+                     "0.25", "--steps", "1", "--val-every", "1", "--val-images", "1",
+                     "--out", str(run)]) == 0
+    capsys.readouterr()
+    saved = config.read_config(run)
+    assert saved.variant == "unet"
+    assert saved.model_config() == unet.UNetConfig(base_features=8, weight_decay=saved.weight_decay)
+    image_id = next(iter(expected))
+    with export.load_predictor(run) as predictor:
+        assert predictor.class_names == cells.CLASS_NAMES
+        labels = predictor.labels(voc.read_image(root / "train" / f"{image_id}.png"))
+    assert labels.shape == (520, 704) and labels.max() < len(cells.CLASS_NAMES)
 
 
 def test_evaluate_refuses_a_model_whose_classes_are_other_ones(sartorius_copy, tmp_path, capsys):
