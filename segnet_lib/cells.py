@@ -71,7 +71,9 @@ IMAGE_DIR = "train"
 CSV_NAME = "train.csv"
 #: Images in the cached stand-in (:func:`cells_root`).
 DEFAULT_NUM_IMAGES = 150
-#: Bump when the generator changes, so cached copies are regenerated.
+#: Bump when the generator or the cached copy (DEFAULT_NUM_IMAGES, the default
+#: scale) changes: cached copies are regenerated, and a run trained on ``'cells'``
+#: records this version (``datasets.data_version``), so a shipped one turns stale.
 CELLS_VERSION = 1
 
 _SUPERSAMPLE = 3  # cells are drawn 3x larger and box-filtered: soft outlines
@@ -601,6 +603,6 @@ def write_submission(path, rows: Iterable[Mapping]) -> Path:
 
 __all__ = ["CELL_TYPES", "CLASS_NAMES", "HEIGHT", "WIDTH", "CSV_COLUMNS", "SUBMISSION_COLUMNS",
            "RLE_ORDER", "CLASS_COLUMN", "LAYOUT_COLUMNS", "IMAGE_DIR", "CSV_NAME",
-           "DEFAULT_NUM_IMAGES", "CELLS_VERSION", "image_size", "has_layout", "class_id", "image_id", "render_image", "generate", "cells_root",
-           "semantic_map", "iter_semantic_maps", "instance_map", "submission_rows",
-           "write_submission"]
+           "DEFAULT_NUM_IMAGES", "CELLS_VERSION", "image_size", "has_layout", "class_id",
+           "image_id", "render_image", "generate", "cells_root", "semantic_map",
+           "iter_semantic_maps", "instance_map", "submission_rows", "write_submission"]
