@@ -72,9 +72,10 @@ def _option(default, help: str, flag: Optional[str] = None, metavar: Optional[st
 class TrainConfig:
     """Every hyper-parameter of a run; saved as ``config.json`` in the run folder.
 
-    Change fields with :meth:`replace`. The defaults are the paper's recipe
-    (SGD, momentum 0.9, weight decay 5e-4, fixed learning rate, median-frequency
-    class balancing) at a size that fits one GPU; :mod:`segnet_lib.recipes`
+    Change fields with :meth:`replace`. The defaults follow the paper where it
+    says (SGD with momentum 0.9 at a fixed learning rate, median-frequency class
+    balancing) and usual VGG16 fine-tuning where it does not (weight decay 5e-4),
+    at a size that fits one GPU; :mod:`segnet_lib.recipes`
     has the recipes the book and the command line start from.
     """
 

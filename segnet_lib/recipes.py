@@ -42,13 +42,16 @@ def sample_recipe(variant: str = "segnet") -> TrainConfig:
 
 
 def voc_gpu_recipe(variant: str = "segnet", vgg16_weights: Optional[str] = None) -> TrainConfig:
-    """The paper's recipe for PASCAL VOC 2012 ($SEGNET_VOC_ROOT) on one GPU.
+    """A recipe for PASCAL VOC 2012 ($SEGNET_VOC_ROOT) on one GPU, the paper's where it says.
 
     Full-width SegNet, 320x320 crops (VOC images are about 500x375) with
     0.5-2.0 scale jitter and flips, batch 8, SGD with momentum 0.9 at a fixed
-    1e-3 (the paper's rate with a VGG16-initialised encoder), weight decay
-    5e-4, median-frequency class weights, 20000 steps (about 110 epochs of the
-    1464 training images); validation on 300 images every 1000 steps.
+    1e-3, weight decay 5e-4, median-frequency class weights, 20000 steps (about
+    110 epochs of the 1464 training images); validation on 300 images every
+    1000 steps. The paper's parts: the VGG16-initialised encoder, SGD with
+    momentum 0.9 at a fixed rate, median-frequency class weights. Ours (the paper
+    gives none of them for VOC): the rate, weight decay, crops, jitter, batch
+    size and step count.
     """
     return TrainConfig(
         data=os.environ.get(VOC_ROOT_ENV) or "sample", variant=variant, width_multiplier=1.0,
