@@ -80,8 +80,8 @@ class TrainConfig:
         "the images of a CSV (unset: JPEGImages next to the CSV if it exists, else "
         "the CSV's folder)"))
     rle_order: Optional[str] = _option(None, choices=rle.ORDERS, help=(
-        "pixel order of a CSV's RLE strings: C = row-major (e.g. Sartorius), "
-        "F = column-major (e.g. Carvana, Airbus); required with a CSV"))
+        "pixel order of a CSV's RLE strings: C = row-major (e.g. Carvana, Sartorius), "
+        "F = column-major (e.g. Airbus, TGS Salt); required with a CSV"))
     val_csv: Optional[str] = _option(None, metavar="CSV", help=(
         "a second CSV with the validation masks (unset: hold out val_fraction of the "
         "CSV's images)"))

@@ -90,6 +90,10 @@ class SegNetConfig:
             of the ``'deconv'`` and ``'deconv_add'`` decoders (the paper's
             FCN-Basic: 8). Even, so the kernel is centred on the 2x2 window it
             undoes; initialised to 2x bilinear interpolation.
+        stages: keep only the first ``stages`` encoder stages and their mirror
+            decoder stages (``None``: all of them, 5 for SegNet, 4 for
+            SegNet-Basic). A shallower network of the same layer names and
+            widths, e.g. the two-stage SegNet that notebook 03 writes by hand.
     """
 
     variant: str = "segnet"
@@ -101,10 +105,15 @@ class SegNetConfig:
     decoder: str = "unpool"
     unpool_method: str = "fused"
     upsample_kernel: int = 8
+    stages: int | None = None
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"SegNetConfig.variant={self.variant!r}; expected one of {VARIANTS}")
+        try:
+            architecture(self.variant, self.stages)
+        except ValueError as err:
+            raise ValueError(f"SegNetConfig.{err}") from None
         if self.decoder not in DECODERS:
             raise ValueError(f"SegNetConfig.decoder={self.decoder!r}; expected one of {DECODERS}")
         if self.unpool_method not in UNPOOL_METHODS:
@@ -204,23 +213,37 @@ def _segnet_basic_architecture() -> _Architecture:
     return _Architecture(encoder, decoder, classifier, ())
 
 
-def architecture(variant: str) -> _Architecture:
+def architecture(variant: str, stages: int | None = None) -> _Architecture:
     """The layer table of a variant (encoder stages, decoder stages, classifier).
 
     Args:
         variant: one of :data:`VARIANTS`.
+        stages: keep the first ``stages`` encoder stages and the last
+            ``stages`` decoder stages (their mirrors); ``None`` keeps all.
 
     Returns:
         A named tuple ``(encoder, decoder, classifier, pool_dropout)`` of
         :class:`LayerSpec` tuples.
     """
     if variant == "segnet":
-        return _segnet_architecture(bayesian=False)
-    if variant == "bayesian":
-        return _segnet_architecture(bayesian=True)
-    if variant == "segnet_basic":
-        return _segnet_basic_architecture()
-    raise ValueError(f"unknown SegNet variant {variant!r}; expected one of {VARIANTS}")
+        arch = _segnet_architecture(bayesian=False)
+    elif variant == "bayesian":
+        arch = _segnet_architecture(bayesian=True)
+    elif variant == "segnet_basic":
+        arch = _segnet_basic_architecture()
+    else:
+        raise ValueError(f"unknown SegNet variant {variant!r}; expected one of {VARIANTS}")
+    deepest = len(arch.encoder)
+    if stages is None:
+        return arch
+    if (not isinstance(stages, (int, np.integer)) or isinstance(stages, bool)
+            or not 1 <= stages <= deepest):
+        raise ValueError(f"stages={stages!r} must be None or an integer from 1 to {deepest} "
+                         f"(the stages of {variant!r})")
+    # Decoder stage s outputs what encoder stage s received, so cutting both
+    # ends at the same depth keeps every unpooling's channels matching.
+    return _Architecture(arch.encoder[:stages], arch.decoder[-stages:], arch.classifier,
+                         tuple(s for s in arch.pool_dropout if s <= stages))
 
 
 # ---------------------------------------------------------------------------
@@ -495,7 +518,7 @@ def segnet(images, num_classes, is_training, config=SegNetConfig(), scope=DEFAUL
     if int(num_classes) < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     num_classes = int(num_classes)
-    arch = architecture(config.variant)
+    arch = architecture(config.variant, config.stages)
     end_points = collections.OrderedDict()
     with tf.variable_scope(scope, DEFAULT_SCOPE, [images], reuse=reuse):
         net = tf.convert_to_tensor(images)
