@@ -38,7 +38,8 @@ if {marker} and importlib.util.find_spec("segnet_lib") is None:
     import subprocess
 
     if not os.path.isdir("{folder}"):
-        subprocess.run(["git", "clone", "--depth", "1", "{url}", "{folder}"], check=True)
+        subprocess.run(["git", "clone", "--depth", "1", "{url}",
+                        "{folder}"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", "{folder}"], check=True)
     site.addsitedir(site.getsitepackages()[0])  # use the new install without a restart'''
 
@@ -78,13 +79,16 @@ def apply(path: Path, url: str, check: bool = False) -> str:
     action = "inserted" if index is None else "updated"
     if check:
         return action
-    if index is not None:
-        del nb.cells[index]
-        first_code = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"),
-                          len(nb.cells))
-    cell = nbformat.v4.new_code_cell(source)
-    cell.id = CELL_ID
-    nb.cells.insert(first_code, cell)
+    if index == first_code:  # in place: only the code changed
+        nb.cells[index].source = source
+    else:
+        if index is not None:
+            del nb.cells[index]
+            first_code = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"),
+                              len(nb.cells))
+        cell = nbformat.v4.new_code_cell(source)
+        cell.id = CELL_ID
+        nb.cells.insert(first_code, cell)
     nbformat.write(nb, path)
     return action
 
