@@ -2,7 +2,8 @@
 
 One home per rule. A :class:`TrainConfig` checks only what is its own (the
 optimiser, the schedule, the reporting intervals, the seed); the model's
-fields are checked by :class:`segnet_lib.model.SegNetConfig`, the input's by
+fields are checked by its config (:class:`segnet_lib.model.SegNetConfig`, or
+:class:`segnet_lib.unet.UNetConfig` for ``variant='unet'``), the input's by
 :class:`segnet_lib.data.InputConfig` and the data options by
 :func:`segnet_lib.datasets.check_options`, which :meth:`TrainConfig.validate`
 builds and calls, so each message comes from the one place that knows the rule.
@@ -24,13 +25,16 @@ from typing import Any, Mapping, Optional, Tuple
 
 import numpy as np
 
-from segnet_lib import data, datasets, model, rle
+from segnet_lib import data, datasets, model, rle, unet
 from segnet_lib.checkpoints import CONFIG_FILE, LOCK_FILE
 from segnet_lib.files import atomic_write_text
 from segnet_lib.runtime import cpu_count
 
 __all__ = ["TrainConfig", "read_config", "write_config", "check_run_dir", "config_differences",
-           "RESUMABLE_FIELDS", "OPTIMIZERS", "LR_SCHEDULES", "CLASS_WEIGHTING"]
+           "RESUMABLE_FIELDS", "OPTIMIZERS", "LR_SCHEDULES", "CLASS_WEIGHTING", "MODEL_VARIANTS"]
+
+#: Values of ``TrainConfig.variant``: the SegNet variants and U-Net.
+MODEL_VARIANTS = (*model.VARIANTS, unet.VARIANT)
 
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "poly")
@@ -87,16 +91,19 @@ class TrainConfig:
         "CSV's images)"))
     val_fraction: float = _option(0.1, metavar="F", help=(
         "share of a CSV's images held out for validation (drawn with the seed)"))
-    variant: str = _option("segnet", choices=model.VARIANTS, help=(
+    variant: str = _option("segnet", choices=MODEL_VARIANTS, help=(
         "segnet: VGG16 encoder + mirrored decoder; segnet_basic: 4+4 layers of 64 "
-        "features; bayesian: segnet with dropout for Monte Carlo uncertainty"))
+        "features; bayesian: segnet with dropout for Monte Carlo uncertainty; unet: "
+        "U-Net (Ronneberger et al. 2015; model_options are UNetConfig fields)"))
     width_multiplier: float = _option(1.0, metavar="W", help=(
-        "scales every layer's features (0.25: 1/16 of the compute, trains on a CPU)"))
+        "scales every layer's features (0.25: 1/16 of the compute, trains on a CPU; "
+        "for unet, its base_features)"))
     dropout_rate: float = _option(0.5, metavar="P", help=(
         "dropout probability of the bayesian variant"))
     model_options: Mapping[str, Any] = _option(None, factory=dict, flag="", help=(
         "further segnet_lib.model.SegNetConfig fields, e.g. {'decoder': 'unpool', "
-        "'batch_norm_decay': 0.9}"))
+        "'batch_norm_decay': 0.9}, or for unet segnet_lib.unet.UNetConfig fields, e.g. "
+        "{'depth': 3, 'batch_norm': False}"))
     vgg16_weights: Optional[str] = _option(None, flag="--vgg16", metavar="FILE", help=(
         "VGG16 ImageNet weights (.h5 or .npz, see segnet_lib.weights.load_vgg16) for the "
         "encoder, as the paper did (segnet and bayesian variants, width 1); unset: from "
@@ -164,6 +171,8 @@ class TrainConfig:
 
         need(isinstance(self.data, str) and self.data,
              f"data must be 'sample', a folder or a CSV, got {self.data!r}")
+        need(self.variant in MODEL_VARIANTS,
+             f"variant={self.variant!r}; expected one of {MODEL_VARIANTS}")
         need(self.optimizer in OPTIMIZERS, f"optimizer={self.optimizer!r}; expected one of {OPTIMIZERS}")
         need(self.lr_schedule in LR_SCHEDULES,
              f"lr_schedule={self.lr_schedule!r}; expected one of {LR_SCHEDULES}")
@@ -193,17 +202,37 @@ class TrainConfig:
         """Returns a copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
-    def model_config(self) -> model.SegNetConfig:
-        """The :class:`segnet_lib.model.SegNetConfig` of this run."""
-        known = {f.name for f in dataclasses.fields(model.SegNetConfig)}
+    def model_config(self):
+        """The model config of this run, for :func:`segnet_lib.model.build`.
+
+        Returns:
+            A :class:`segnet_lib.model.SegNetConfig` (``variant``,
+            ``width_multiplier``, ``dropout_rate``, ``weight_decay``, then
+            ``model_options``), or for ``variant='unet'`` a
+            :class:`segnet_lib.unet.UNetConfig` (``weight_decay``, then
+            ``model_options``, its ``base_features`` multiplied by
+            ``width_multiplier``: 64 x 0.25 = 16).
+        """
+        is_unet = self.variant == unet.VARIANT
+        kind = unet.UNetConfig if is_unet else model.SegNetConfig
+        known = {f.name for f in dataclasses.fields(kind)}
         unknown = sorted(set(self.model_options) - known)
         if unknown:
-            raise ValueError(f"model_options has unknown SegNetConfig fields {unknown}; "
+            raise ValueError(f"model_options has unknown {kind.__name__} fields {unknown}; "
                              f"known: {sorted(known)}")
-        options = dict(variant=self.variant, width_multiplier=self.width_multiplier,
-                       dropout_rate=self.dropout_rate, weight_decay=self.weight_decay)
-        options.update(self.model_options)
-        return model.SegNetConfig(**options)
+        if not is_unet:
+            options = dict(variant=self.variant, width_multiplier=self.width_multiplier,
+                           dropout_rate=self.dropout_rate, weight_decay=self.weight_decay)
+            options.update(self.model_options)
+            return model.SegNetConfig(**options)
+        if not self.width_multiplier > 0:
+            raise ValueError(f"width_multiplier={self.width_multiplier!r} must be > 0")
+        options = dict(weight_decay=self.weight_decay, **self.model_options)
+        base = options.get("base_features", unet.UNetConfig.base_features)
+        if isinstance(base, (int, np.integer)) and not isinstance(base, bool) and base >= 1:
+            # Anything else is left for UNetConfig to refuse, naming the field.
+            options["base_features"] = max(1, int(round(base * self.width_multiplier)))
+        return unet.UNetConfig(**options)
 
     def input_config(self, training: bool = True) -> data.InputConfig:
         """The :class:`segnet_lib.data.InputConfig` of the training (or validation) input."""

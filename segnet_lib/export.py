@@ -1,4 +1,4 @@
-"""Exporting a trained SegNet for inference, and running it: the Predictor.
+"""Exporting a trained model (SegNet or U-Net) for inference, and running it: the Predictor.
 
 :func:`export_model` builds the inference graph fresh (``is_training=False``,
 batch-norm moving averages; no loss, optimiser or input pipeline), restores a
@@ -71,11 +71,11 @@ def inference_graph(config: TrainConfig, num_classes: int):
     images = tf.placeholder(tf.uint8, [None, None, None, 3], name=_INPUT_NAME)
     normalised = data.normalize(images)
     model_config = config.model_config()
-    logits, _ = model.segnet(normalised, num_classes, is_training=False, config=model_config)
+    logits, _ = model.build(normalised, num_classes, is_training=False, config=model_config)
     outputs = {_OUTPUT_NAME: tf.nn.softmax(logits, name=_OUTPUT_NAME)}
     if config.variant == "bayesian":
-        mc_logits, _ = model.segnet(normalised, num_classes, is_training=False, config=model_config,
-                                    reuse=True, mc_dropout=True)
+        mc_logits, _ = model.build(normalised, num_classes, is_training=False, config=model_config,
+                                   reuse=True, mc_dropout=True)
         outputs[_MC_OUTPUT_NAME] = tf.nn.softmax(mc_logits, name=_MC_OUTPUT_NAME)
     return images, outputs
 
@@ -178,7 +178,7 @@ def export_if_stale(run_dir) -> None:
 
 
 class Predictor:
-    """Runs an exported SegNet (frozen GraphDef or SavedModel) on images.
+    """Runs an exported model (frozen GraphDef or SavedModel) on images.
 
     Build one with :func:`load_predictor`. It owns a ``tf.Session`` on its own
     graph; use it as a context manager or call :meth:`close`.

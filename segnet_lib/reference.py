@@ -87,12 +87,35 @@ def _runs(entries: Iterable[ReferenceRun]) -> dict:
     return {run.name: run for run in entries}
 
 
+def _search(**changes) -> Callable[[], TrainConfig]:
+    """A variant of the sample recipe for notebook 04's recipe search (validated often)."""
+    def recipe() -> TrainConfig:
+        config = recipes.sample_recipe().replace(**changes)
+        return config.replace(val_every=config.steps // 8, checkpoint_every=config.steps)
+    return recipe
+
+
 #: Every reference run, by name, in the order ``make reference`` trains them.
 REFERENCE_RUNS = _runs([
     ReferenceRun("sample-segnet", lambda: recipes.sample_recipe("segnet"),
                  "the book's SegNet on the sample data (notebooks 04 and 05)"),
     ReferenceRun("sample-bayesian", lambda: recipes.sample_recipe("bayesian"),
                  "Bayesian SegNet on the sample data (notebook 06)"),
+    # Notebook 04's recipe search: curves only, each a few CPU minutes.
+    ReferenceRun("search/first-recipe",
+                 _search(batch_size=4, learning_rate=2e-3, steps=2000),
+                 "the book's first recipe: batches of 4 at 2e-3", ship_weights=False),
+    ReferenceRun("search/batch4-lr1e-3",
+                 _search(batch_size=4, learning_rate=1e-3, steps=2000),
+                 "batches of 4 at the final rate, 1e-3", ship_weights=False),
+    ReferenceRun("search/fcn-decoder",
+                 _search(batch_size=4, learning_rate=2e-3, steps=2000,
+                         model_options={"decoder": "deconv_add"}),
+                 "the first recipe with an FCN-style decoder (skips, no indices)",
+                 ship_weights=False),
+    ReferenceRun("search/no-class-weights",
+                 _search(class_weighting="none", steps=1000),
+                 "the final recipe without class weights", ship_weights=False),
 ])
 
 

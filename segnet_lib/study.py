@@ -12,6 +12,8 @@ against what each must keep in memory between the encoder and the decoder:
                                                            pooled encoder maps (float)
 ``'deconv'``           FCN-Basic-NoAddition                nothing
 ``'bilinear'``         Bilinear-Interpolation              nothing
+``'unet'``             U-Net (not in the paper's table)    every encoder map before its
+                                                           pool, whole (float)
 =====================  ==================================  ===========================
 
 :func:`run_study` trains every decoder with :func:`segnet_lib.train.train` on the
@@ -53,12 +55,14 @@ __all__ = [
 DEFAULT_DECODERS = ("unpool", "deconv_add", "deconv", "bilinear")
 
 #: ``SegNetConfig.decoder`` -> the paper's name of that decoder on the
-#: SegNet-Basic encoder (Table 1).
+#: SegNet-Basic encoder (Table 1; U-Net is discussed in the paper, not
+#: tabulated).
 PAPER_NAMES = {
     "unpool": "SegNet-Basic",
     "deconv_add": "FCN-Basic",
     "deconv": "FCN-Basic-NoAddition",
     "bilinear": "Bilinear-Interpolation",
+    "unet": "U-Net",
 }
 
 # Table 1 of the paper (CamVid, 11 classes, 360x480 inputs, SegNet-Basic-sized
@@ -120,6 +124,8 @@ def bottleneck(end_points):
 
     Returns:
         The last pooled map (after its dropout, for the Bayesian variant).
+        For U-Net, too: its bottleneck convolutions read that map, so what
+        the decoder keeps is everything computed before it.
     """
     stages = [k for k in end_points if k.startswith("pool") and k[4:].isdigit()]
     if not stages:
@@ -156,7 +162,8 @@ def decoder_state(images, encoder_output, logits):
     ``encoder_output`` (so it exists before the decoder starts) and is read by
     the decoder (an op that depends on ``encoder_output`` and leads to
     ``logits``). For SegNet these are the pooling indices, for FCN-Basic the
-    1x1 scores of the pooled encoder maps. Weights are not state (they do not
+    1x1 scores of the pooled encoder maps, for U-Net the encoder maps before
+    each pool. Weights are not state (they do not
     depend on the image), nor are the pre-pool sizes the decoder needs: at a
     fully known input size TensorFlow folds them into constants.
 
@@ -210,26 +217,28 @@ def measure_model(model_config, num_classes: int, image_size=(360, 480)) -> dict
     """Parameters and decoder state of one model, built alone in a fresh graph.
 
     Args:
-        model_config: a :class:`segnet_lib.model.SegNetConfig`.
+        model_config: a model config (:class:`segnet_lib.model.SegNetConfig`
+            or :class:`segnet_lib.unet.UNetConfig`).
         num_classes: output classes.
         image_size: ``(height, width)`` of the one input image the state is
             counted for (the paper: CamVid's 360x480).
 
     Returns:
         A dict: ``params`` (trainable), ``decoder_params`` (everything not in
-        the encoder's convolutions), ``state_bytes`` / ``state_bytes_2bit``
-        (totals of :func:`decoder_state`), ``index_bytes`` and ``feature_bytes``
-        (indices and float maps as TensorFlow stores them), and ``state``, the
-        table itself.
+        the encoder's convolutions or the bottleneck), ``state_bytes`` /
+        ``state_bytes_2bit`` (totals of :func:`decoder_state`), ``index_bytes``
+        and ``feature_bytes`` (indices and float maps as TensorFlow stores
+        them), and ``state``, the table itself.
     """
-    encoder_layers = {spec.name for stage in model.architecture(model_config.variant).encoder
-                      for spec in stage}
+    plan = model.network(model_config)
+    encoder_layers = {spec.name for stage in plan.architecture.encoder for spec in stage}
+    encoder_layers |= {spec.name for spec in plan.architecture.bottleneck}
     with tf.Graph().as_default() as graph:
         images = tf.placeholder(tf.float32, [1, int(image_size[0]), int(image_size[1]), 3], "images")
-        logits, end_points = model.segnet(images, num_classes, is_training=False, config=model_config)
+        logits, end_points = model.build(images, num_classes, is_training=False, config=model_config)
         state = decoder_state(images, bottleneck(end_points), logits)
         params = model.count_parameters(graph=graph)
-        encoder = sum(model.count_parameters(f"{model.DEFAULT_SCOPE}/{name}", graph)
+        encoder = sum(model.count_parameters(f"{plan.scope}/{name}", graph)
                       for name in encoder_layers)
     by_kind = state.groupby("kind")["bytes"].sum()
     return {"params": params, "decoder_params": params - encoder,

@@ -11,6 +11,7 @@ from PIL import Image
 import segnet_lib
 from segnet_lib import config as config_module
 from segnet_lib import train, voc
+from segnet_lib._tf import tf
 
 
 def pytest_configure(config):
@@ -113,3 +114,27 @@ def another_process_holding_the_lock(run_dir):
 def lock_held_elsewhere():
     """``with lock_held_elsewhere(run_dir): ...``: another process trains there meanwhile."""
     return another_process_holding_the_lock
+
+
+def fit_loss(images, logits, x, labels, steps=20, learning_rate=0.05):
+    """Mean cross-entropy of ``logits`` on ``x`` before and after ``steps`` of momentum SGD.
+
+    Builds the loss and the update (with the batch-norm updates) in the
+    current graph; returns ``(first, last)``.
+    """
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
+                                                                         logits=logits))
+    with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)):
+        step = tf.train.MomentumOptimizer(learning_rate, 0.9).minimize(loss)
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        first = sess.run(loss, {images: x})
+        for _ in range(steps):
+            sess.run(step, {images: x})
+        return first, sess.run(loss, {images: x})
+
+
+@pytest.fixture
+def loss_falls():
+    """``loss_falls(images, logits, x, labels) -> (first, last)`` (see :func:`fit_loss`)."""
+    return fit_loss

@@ -128,7 +128,8 @@ def test_every_command_uses_the_shared_checks(capsys, command, extra, message):
 
 @pytest.mark.parametrize("extra, message", [
     (["--steps", "0"], "steps must be a positive integer, got 0"),
-    (["--variant", "unet"], "invalid choice: 'unet'"),
+    (["--variant", "unet3d"], "invalid choice: 'unet3d'"),
+    (["--variant", "unet", "--width-multiplier", "0"], "width_multiplier=0.0 must be > 0"),
     (["--data", "/no/such/folder"], "/no/such/folder"),
     (["--crop-size", "0x32"], "positive sizes"),
     (["--lr", "-1"], "learning_rate must be > 0, got -1.0"),
@@ -194,7 +195,7 @@ def test_recipe_defaults_follow_the_data(tmp_path):
 def test_predict_rejects_missing_images_and_checkpoints(tmp_path, capsys):
     image = tmp_path / "x.png"
     Image.new("RGB", (8, 8)).save(image)
-    assert exit_code(["predict", str(tmp_path / "nope.jpg"), "--checkpoint", "sample",
+    assert exit_code(["predict", str(tmp_path / "nope.jpg"), "--checkpoint", "sample-segnet",
                       "--out", str(tmp_path / "o")]) == 2
     assert "nope.jpg" in capsys.readouterr().err
     assert exit_code(["predict", str(image), "--checkpoint", str(tmp_path / "no_run"),
@@ -345,13 +346,14 @@ def test_evaluate_reads_the_csv_split_that_train_held_out(tmp_path, capsys):
     csv = sample_data.sample_root() / "train.csv"
     run = tmp_path / "run"
     assert cli.main(["train", *TINY, "--data", str(csv), "--rle-order", "C", "--val-fraction",
-                     "0.05", "--steps", "2", "--val-every", "2", "--val-images", "100",
+                     "0.0075", "--steps", "2", "--val-every", "2", "--val-images", "100",
                      "--export-format", "none", "--out", str(run)]) == 0
     capsys.readouterr()
     held_out = datasets.open_datasets(config.read_config(run))[1]
     assert cli.main(["evaluate", "--checkpoint", str(run), "--data", str(csv), "--no-boundary",
                      "--out", str(tmp_path / "eval")]) == 0
     per_image = pd.read_csv(tmp_path / "eval" / "per_image.csv", dtype={"image_id": str})
+    # 0.75% of the 2,000 training scenes' ids.
     assert per_image["image_id"].tolist() == held_out.ids and len(held_out) == 15
     # The run's validation mean IoU (at its last step, on the same images) is what evaluate says.
     scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())["summary"]["mean_iou"]

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from segnet_lib import checkpoints, config, data, model
+from segnet_lib import checkpoints, config, data, model, unet
 
 
 @pytest.mark.parametrize("changes, word", [
-    (dict(steps=0), "steps"), (dict(variant="unet"), "variant"),
+    (dict(steps=0), "steps"), (dict(variant="unet3d"), "variant"),
     (dict(optimizer="rmsprop"), "optimizer"),
     (dict(learning_rate=-1.0), "learning_rate"), (dict(crop_size=(0, 32)), "crop_size"),
     (dict(model_options={"no_such_field": 1}), "no_such_field"), (dict(rle_order="X"), "rle_order"),
@@ -42,6 +42,31 @@ def test_model_and_input_fields_are_checked_by_their_own_configs(tiny_config, ch
     with pytest.raises(ValueError) as from_owner:
         owner(**values)
     assert str(from_train.value) == f"TrainConfig: {from_owner.value}"
+
+
+def test_unet_variant_gives_a_unet_config(tiny_config):
+    run = tiny_config(variant="unet", width_multiplier=0.25, weight_decay=1e-4,
+                      model_options={"depth": 3, "batch_norm": False})
+    assert run.model_config() == unet.UNetConfig(depth=3, base_features=16, batch_norm=False,
+                                                 weight_decay=1e-4)
+    # The width scales the base features, given or default.
+    assert tiny_config(variant="unet", width_multiplier=0.5,
+                       model_options={"base_features": 32}).model_config().base_features == 16
+    assert tiny_config(variant="unet", width_multiplier=1.0).model_config() == unet.UNetConfig(
+        weight_decay=tiny_config().weight_decay)
+    again = config.TrainConfig.from_dict(json.loads(json.dumps(run.to_dict())))
+    assert again == run and again.model_config() == run.model_config()
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(model_options={"decoder": "unpool"}), r"model_options has unknown UNetConfig fields \['decoder'\]"),
+    (dict(model_options={"depth": 0}), "UNetConfig.depth=0"),
+    (dict(model_options={"base_features": 2.5}), "UNetConfig.base_features=2.5"),
+    (dict(width_multiplier=0.0), "width_multiplier=0.0 must be > 0"),
+])
+def test_unet_options_are_checked(tiny_config, changes, message):
+    with pytest.raises(ValueError, match=f"^TrainConfig: {message}"):
+        tiny_config(variant="unet", **changes)
 
 
 def test_config_round_trips_through_json(tiny_config):
@@ -78,7 +103,8 @@ def test_every_field_documents_itself_once():
         assert f"        {field.name}: {field.metadata['help'][:30]}" in \
             config.TrainConfig.__doc__.replace("\n            ", " "), field.name
     by_name = {f.name: f for f in fields}
-    assert by_name["variant"].metadata["choices"] == model.VARIANTS
+    assert by_name["variant"].metadata["choices"] == config.MODEL_VARIANTS
+    assert config.MODEL_VARIANTS == model.VARIANTS + ("unet",)
     assert by_name["optimizer"].metadata["choices"] == config.OPTIMIZERS
 
 

@@ -122,3 +122,25 @@ def test_weights_that_do_not_fit_the_config_are_refused(tiny_run, tmp_path):
     (folder / export.WEIGHTS_FILE).write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="cannot read"):
         export.read_weights(folder)
+
+
+def test_a_unet_run_trains_exports_and_predicts(tmp_path, tiny_config):
+    """variant='unet' goes through the same loop, export and Predictor."""
+    out = tmp_path / "unet"
+    run = tiny_config(variant="unet", steps=2, val_every=2, model_options={"depth": 2})
+    history = train.train(run, out, progress=False, log=None)
+    assert np.isfinite(history["loss"]).all() and history["step"].iloc[-1] == 2
+    assert config.read_config(out).model_config() == run.model_config()
+    image = np.random.default_rng(1).integers(0, 256, (37, 45, 3), dtype=np.uint8)
+    with export.load_predictor(out) as predictor:
+        assert predictor.variant == "unet" and not predictor.has_mc_dropout
+        probs = predictor.predict(image)
+    assert probs.shape == (37, 45, 21)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    # The frozen graph is U-Net's: its up-convolutions and concatenations.
+    frozen = (out / export.EXPORT_DIR / export.FROZEN_GRAPH_FILE).read_bytes()
+    assert b"unet/upconv2/conv2d_transpose" in frozen and b"unet/concat1" in frozen
+    # The weights export rebuilds the same U-Net from its config.
+    weights = export.export_model(out, tmp_path / "w", format="weights", dtype="float32")
+    with export.load_predictor(weights) as rebuilt:
+        np.testing.assert_allclose(rebuilt.predict(image), probs, atol=1e-5)

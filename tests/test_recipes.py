@@ -14,12 +14,12 @@ def test_registered_recipes_make_valid_configs_of_any_variant(name):
 def test_sample_recipe_is_what_its_docstring_says():
     sample = recipes.sample_recipe()
     assert (sample.data, sample.width_multiplier, sample.crop_size, sample.batch_size) == (
-        "sample", 0.25, (96, 96), 4)
+        "sample", 0.25, (96, 96), 16)
     assert (sample.optimizer, sample.learning_rate, sample.lr_schedule, sample.steps) == (
-        "adam", 2e-3, "poly", 600)
-    assert sample.deterministic and sample.val_every == 100
-    assert recipes.describe(sample) == ("segnet x0.25, 96x96 crops, batch 4, adam 0.002 (poly), "
-                                        "600 steps")
+        "adam", 1e-3, "poly", 7000)
+    assert sample.deterministic and sample.val_every == 500 and sample.val_images is None
+    assert recipes.describe(sample) == ("segnet x0.25, 96x96 crops, batch 16, adam 0.001 (poly), "
+                                        "7000 steps")
 
 
 def test_voc_gpu_recipe_reads_the_voc_root(monkeypatch, tmp_path):

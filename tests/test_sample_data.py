@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segnet_lib import datasets, files, sample_data, voc
+from segnet_lib import datasets, files, metrics, sample_data, voc
 from segnet_lib.cli import main
 
 
@@ -52,8 +52,21 @@ def test_add_void_band_marks_boundaries_and_tiny_fragments():
     label[0, 11] = 15  # a 1-pixel fragment: too small to label
     out = sample_data.add_void_band(label, width=1, min_area=4)
     assert out[5, 5] == 8 and out[5, 0] == 0  # interiors kept
-    assert out[2, 5] == 255 and out[1, 5] == 255  # both sides of the outline
+    assert out[2, 5] == 255 and out[1, 5] == 0  # the object's rim, not the background's
+    assert out[2, 2] == 255 and out[3, 3] == 8  # 4-connected: the corner's inner pixel stays
     assert out[0, 11] == 255
+    assert (sample_data.add_void_band(label, width=2, min_area=4)[3, 5]) == 255
+
+
+def test_a_prediction_along_the_true_outline_scores_a_perfect_boundary_f1():
+    """The band is narrower than the BF tolerance (as VOC's is), so BF measures outlines."""
+    labels, clean = [], []
+    for k in range(20):
+        rng = np.random.default_rng([0, k])
+        _, label, _ = sample_data.render_scene(rng, 96, 128)
+        labels.append(sample_data.add_void_band(label))
+        clean.append(label)
+    assert metrics.boundary_f1(labels, clean, voc.NUM_CLASSES) > 0.95
 
 
 def test_deterministic_per_seed(tmp_path, small_root):

@@ -31,8 +31,8 @@ ALLOWED_LAZY = {("segnet_lib._setup", "segnet_lib._tf")}
 # module imports implicitly and which imports only _setup.
 LAYERS = [
     ["_tf", "_setup"], [""], ["files"], ["rle_text"], ["rle"], ["rle_csv"], ["voc"], ["sample_data"],
-    ["datasets"], ["data"], ["unpool"], ["model"], ["weights"], ["metrics"],
-    ["losses", "runtime"], ["checkpoints"], ["config"], ["recipes"], ["export"], ["train"],
+    ["datasets"], ["data"], ["unpool", "layers"], ["model"], ["unet"], ["weights"], ["metrics"],
+    ["losses", "runtime"], ["memory"], ["checkpoints"], ["config"], ["recipes"], ["export"], ["train"],
     ["reference"], ["bayes", "viz", "study"], ["cli"], ["__main__"],
 ]
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segnet_lib import checkpoints, cli, config, datasets, export, metrics, model, recipes, study
+from segnet_lib import checkpoints, cli, config, datasets, export, metrics, model, recipes, study, unet
 from segnet_lib._tf import tf
 
 
@@ -63,6 +63,35 @@ def test_fcn_basic_keeps_class_scores_of_the_shallower_pools():
 def test_decoders_without_addition_keep_nothing(decoder):
     m = _state(decoder)
     assert len(m["state"]) == 0 and m["state_bytes"] == m["state_bytes_2bit"] == 0
+
+
+def test_unet_keeps_every_encoder_map_before_its_pool_in_float32():
+    """The store-everything end: U-Net's state is its whole contracting path."""
+    m = study.measure_model(unet.UNetConfig(base_features=4, depth=3), 5, (45, 62))
+    state = m["state"]
+    sizes = [(45, 62)] + pooled_sizes(45, 62, 2)  # the pre-pool size of stages 1, 2, 3
+    assert sorted(state["tensor"]) == [f"unet/conv{s}_2/Relu:0" for s in (1, 2, 3)]
+    assert set(state["kind"]) == {"features"} and set(state["dtype"]) == {"float32"}
+    assert sorted(state["shape"]) == sorted((1, h, w, 4 * 2 ** s) for s, (h, w) in enumerate(sizes))
+    expected = 4 * sum(h * w * 4 * 2 ** s for s, (h, w) in enumerate(sizes))
+    assert m["state_bytes"] == m["state_bytes_2bit"] == m["feature_bytes"] == expected
+    assert m["index_bytes"] == 0
+    # Decoder: 3 upconvs (2x2, bias), 3 stages of two 3x3 convs with batch norm, the classifier.
+    decoder = sum(4 * 2 * f * f + f + 9 * 2 * f * f + 2 * f + 9 * f * f + 2 * f for f in (4, 8, 16))
+    assert m["decoder_params"] == decoder + 4 * 5 + 5
+
+
+def test_unet_decoder_on_segnet_basic_keeps_the_full_encoder_maps():
+    m = _state("unet")
+    sizes = [(45, 62)] + pooled_sizes(45, 62, 3)  # the pre-pool maps: conv1 .. conv4
+    state = m["state"]
+    assert sorted(state["tensor"]) == [f"segnet/conv{s}/Relu:0" for s in range(1, 5)]
+    assert set(state["kind"]) == {"features"} and set(state["dtype"]) == {"float32"}
+    assert m["state_bytes"] == m["state_bytes_2bit"] == 4 * 16 * sum(h * w for h, w in sizes)
+    # The same pre-pool maps hold 4x the pooled elements SegNet keeps indices of
+    # (at these sizes with odd edges, a little less), at 32 bits instead of 2.
+    indices = _state("unpool")["state"]["elements"].sum()
+    assert 3.5 * indices < state["elements"].sum() <= 4 * indices
 
 
 def test_memory_at_the_papers_size_reproduces_its_megabytes():
@@ -146,7 +175,8 @@ def test_time_per_image_interleaves_and_counts_calls():
 def test_paper_table_has_the_studied_variants():
     table = study.PAPER_TABLE1
     for decoder, name in study.PAPER_NAMES.items():
-        assert decoder in model.DECODERS and name in table.index
+        # U-Net is discussed in the paper but not in its Table 1.
+        assert decoder in model.DECODERS and (name in table.index) == (decoder != "unet")
     assert table.loc["SegNet-Basic", "test_mean_iou"] == 47.7
     assert table.loc["FCN-Basic", "storage_multiplier"] == 11
     assert np.isnan(table.loc["FCN-Basic-NoAddition", "storage_multiplier"])

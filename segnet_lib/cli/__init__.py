@@ -16,7 +16,10 @@ import importlib
 import sys
 import textwrap
 import typing
+from pathlib import Path
 
+# Not bound as "reference": the command module segnet_lib.cli.reference takes that name.
+from segnet_lib import reference as reference_runs
 from segnet_lib._tf import tf
 
 EXIT_OK = 0
@@ -104,6 +107,28 @@ def image_size(text: str):
         raise argparse.ArgumentTypeError(
             f"expected SIZE or HEIGHTxWIDTH with positive sizes, got {text!r}")
     return values
+
+
+def model_path(text: str, flag: str = "--checkpoint") -> Path:
+    """A model argument as a path: a run folder, an export, or a shipped reference run's name.
+
+    ``sample-segnet`` (any name of ``reference --list``) means the reference
+    run shipped in ``reference/``, so ``predict photo.jpg --checkpoint
+    sample-segnet`` works without training anything.
+
+    Raises:
+        Refused: no such file or folder, and no reference run of that name.
+    """
+    if text in reference_runs.REFERENCE_RUNS:
+        try:
+            return reference_runs.path(text)
+        except FileNotFoundError as err:
+            raise Refused(f"{flag} {text}: {err}") from None
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise Refused(f"{flag} {text}: no such run folder or exported model, and no reference "
+                      "run of that name (see `python -m segnet_lib reference --list`)")
+    return path
 
 
 def option_flag(field: dataclasses.Field) -> str:

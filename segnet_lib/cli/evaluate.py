@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from segnet_lib import bayes, datasets, export, metrics
+from segnet_lib import bayes, datasets, export, metrics, reference
 from segnet_lib.checkpoints import CONFIG_FILE
-from segnet_lib.cli import Refused, add_config_options, at_least
+from segnet_lib.cli import Refused, add_config_options, at_least, model_path
 from segnet_lib.config import TrainConfig, read_config
 from segnet_lib.files import atomic_write_text
 
@@ -38,7 +38,8 @@ _DATA_FIELDS = ("rle_order", "image_dir", "val_csv", "val_fraction")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds this command's options to ``parser``."""
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
-                        help="run folder written by `train`, or an exported model folder / .pb")
+                        help="run folder written by `train`, an exported model folder / .pb, or "
+                             "the name of a shipped reference run (see `reference --list`)")
     parser.add_argument("--which", choices=("best", "latest"), default="best",
                         help="for a run folder: the best-validation or the newest checkpoint")
     parser.add_argument("--data", metavar="{sample,DIR,CSV}", default=None,
@@ -132,9 +133,7 @@ def _resolved(data: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluates, prints the tables and writes the files; returns 0."""
-    checkpoint = Path(args.checkpoint)
-    if not checkpoint.exists():
-        raise Refused(f"--checkpoint {checkpoint}: no such run folder or exported model")
+    checkpoint = model_path(args.checkpoint)
     is_run = (checkpoint / CONFIG_FILE).is_file()
     try:
         dataset = open_data(args, read_config(checkpoint) if is_run else None)
@@ -163,7 +162,12 @@ def run(args: argparse.Namespace) -> int:
     scores = evaluator.scores()
 
     run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    out_dir = Path(args.out) if args.out else run_dir / f"eval-{args.split}"
+    if args.out:
+        out_dir = Path(args.out)
+    elif args.checkpoint in reference.REFERENCE_RUNS:  # never write into the shipped folder
+        out_dir = Path("runs") / "eval" / f"{args.checkpoint}-{args.split}"
+    else:
+        out_dir = run_dir / f"eval-{args.split}"
     meta = {"checkpoint": str(checkpoint), "model": repr(predictor),
             "data": str(getattr(dataset, "root", getattr(dataset, "csv_path", args.data))),
             "split": args.split, "mc_samples": args.mc_samples,

@@ -7,9 +7,10 @@ present, background and void not written; the pixel order is --rle-order).
 
 --checkpoint takes a run folder written by `train` (its exported model is used,
 and written first if missing), an exported model folder (frozen graph or
-SavedModel, with export.json), a frozen_graph.pb, or the word `sample` for the
-book's small model trained on the sample data (trained on first use). The
-training graph is never rebuilt: the exported inference graph is loaded.
+SavedModel, with export.json), a frozen_graph.pb, or the name of a reference run
+shipped in reference/ (sample-segnet: the book's small SegNet; see
+`reference --list`). The training graph is never rebuilt: the exported
+inference graph is loaded (or, for a reference run, rebuilt from its config).
 
 Example:
   python -m segnet_lib predict photo1.jpg photo2.jpg --checkpoint runs/voc --out preds
@@ -22,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from segnet_lib import bayes, export, model, rle, setup, train, voc
-from segnet_lib.cli import Refused, at_least
+from segnet_lib import bayes, export, rle, setup, voc
+from segnet_lib.cli import Refused, at_least, model_path
 from segnet_lib.rle_csv import write_csv
 
 HELP = "segment images with a trained model: coloured PNG masks + an RLE CSV"
@@ -36,13 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE",
                         help="image files (JPEG, PNG, ...; converted to RGB)")
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
-                        help="run folder, export folder, frozen_graph.pb, or 'sample'")
+                        help="run folder, export folder, frozen_graph.pb, or the name of a "
+                             "shipped reference run (e.g. sample-segnet; see `reference --list`)")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="folder for the PNG masks and predictions.csv (created)")
     parser.add_argument("--which", choices=("best", "latest"), default="best",
                         help="for a run folder: the best-validation or the newest checkpoint")
-    parser.add_argument("--variant", choices=model.VARIANTS,
-                        default="segnet", help="with --checkpoint sample: which sample model")
     parser.add_argument("--rle-order", choices=rle.ORDERS, default="C", help=(
         "pixel order of the CSV's RLE strings: C = row-major, F = column-major"))
     parser.add_argument("--mc-samples", type=at_least(int, 1), default=None, metavar="N", help=(
@@ -61,17 +61,14 @@ def _check(args) -> list:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise Refused(f"--out {out} exists and is not a folder")
-    if args.checkpoint != "sample" and not Path(args.checkpoint).expanduser().exists():
-        raise Refused(f"--checkpoint {args.checkpoint}: not found")
     return images
 
 
 def run(args: argparse.Namespace) -> int:
     """Predicts every image; returns 0 (refusals exit with 2, see the CLI's exit codes)."""
     images = _check(args)
+    path = model_path(args.checkpoint)
     setup(verbose=False)
-    path = train.sample_checkpoint(args.variant, progress=True) if args.checkpoint == "sample" \
-        else args.checkpoint
     try:
         predictor = export.load_predictor(path, checkpoint=args.which)
     except FileNotFoundError as err:
