@@ -141,6 +141,16 @@ def test_colab_cell_comes_first_and_names_the_configured_repository(path, reques
     assert not any("google.colab" in source for source in code[1:])
 
 
+def test_colab_cells_are_what_the_tool_writes():
+    # The cell has one source, tools/colab_cell.py: a notebook whose cell was
+    # edited by hand (or written by an older version of the tool) fails here.
+    done = [str(p) for p in NOTEBOOKS if p.stem not in WITHOUT_COLAB_CELL]
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "colab_cell.py"), "--check", *done],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count(": ok") == len(done)
+
+
 # ------------------------------------------------------------------- server
 
 
