@@ -7,7 +7,8 @@ above it in this list, so there is no cycle (``tests/test_structure.py``):
 * :mod:`segnet_lib.rle_text`, :mod:`segnet_lib.rle`, :mod:`segnet_lib.rle_csv`:
   fast integer text, the run-length mask codec, RLE CSV files.
 * :mod:`segnet_lib.voc`: PASCAL VOC 2012 classes, palette and file readers.
-* :mod:`segnet_lib.sample_data`: the embedded sample dataset generator.
+* :mod:`segnet_lib.sample_data`, :mod:`segnet_lib.cells`: the embedded sample
+  dataset generator; the Sartorius cell layout, its stand-in, submissions.
 * :mod:`segnet_lib.datasets`: the VOC and CSV datasets and the one opener of ``--data``.
 * :mod:`segnet_lib.data`: the ``tf.data`` input pipeline and class statistics.
 * :mod:`segnet_lib.unpool`, :mod:`segnet_lib.layers`, :mod:`segnet_lib.model`,

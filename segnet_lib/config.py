@@ -46,6 +46,13 @@ CLASS_WEIGHTING = ("median_frequency", "none")
 RESUMABLE_FIELDS = ("steps", "log_every", "val_every", "val_images", "checkpoint_every",
                     "keep_last", "summary_every")
 
+# Fields added after runs were fingerprinted, with the value that computes what
+# those runs computed: left out of the fingerprint at that value, so a shipped
+# run does not turn stale because a field it could not have set appeared.
+# (Overlapping CSV rows were an error before 'overlap' existed: no older run
+# read any, so 'last' changes none of them.)
+_LATER_FIELDS = {"class_column": None, "overlap": "last"}
+
 # Fields that must be positive integers (batch_size is InputConfig's to check).
 _POSITIVE_INTS = ("steps", "log_every", "val_every", "checkpoint_every", "keep_last",
                   "summary_every")
@@ -71,21 +78,33 @@ class TrainConfig:
     has the recipes the book and the command line start from.
     """
 
-    data: str = _option("sample", metavar="{sample,DIR,CSV}", help=(
-        "'sample' (the generated sample data), a VOC-layout folder (JPEGImages, "
-        "SegmentationClass, ImageSets/Segmentation) or a Kaggle-style RLE CSV "
-        "(see segnet_lib.datasets.open_split)"))
+    data: str = _option("sample", metavar="{sample,cells,DIR,CSV}", help=(
+        "'sample' (the generated sample data), 'cells' (generated cell images in the "
+        "Sartorius train.csv layout), a VOC-layout folder (JPEGImages, "
+        "SegmentationClass, ImageSets/Segmentation) or a Kaggle-style RLE CSV, e.g. "
+        "Sartorius' train.csv (see segnet_lib.datasets.open_split)"))
     train_split: str = _option("train", metavar="NAME", help=(
         "split to train on: a list in ImageSets/Segmentation; for a CSV, 'train' "
         "(the images not held out)"))
     val_split: str = _option("val", metavar="NAME", help=(
         "split to validate on; for a CSV, 'val' (the held-out images)"))
     image_dir: Optional[str] = _option(None, metavar="DIR", help=(
-        "the images of a CSV (unset: JPEGImages next to the CSV if it exists, else "
-        "the CSV's folder)"))
+        "the images of a CSV (unset: train/ next to a Sartorius train.csv, else "
+        "JPEGImages next to the CSV; if that does not exist, the CSV's folder)"))
     rle_order: Optional[str] = _option(None, choices=rle.ORDERS, help=(
         "pixel order of a CSV's RLE strings: C = row-major (e.g. Carvana, Sartorius), "
-        "F = column-major (e.g. Airbus, TGS Salt); required with a CSV"))
+        "F = column-major (e.g. Airbus, TGS Salt); required with a CSV unless its "
+        "header is Sartorius' (id, annotation, cell_type: then C)"))
+    class_column: Optional[str] = _option(None, metavar="NAME", help=(
+        "a CSV's class column, holding names or ids (unset: cell_type for the "
+        "Sartorius header, else one named class, class_id, ClassId, category_id or "
+        "label; without one, every mask is one 'foreground' class). Names become "
+        "classes 1, 2, ... after the background: the Sartorius cell types as "
+        "shsy5y, astro, cort, other names sorted"))
+    overlap: str = _option(datasets.DEFAULT_OVERLAP, choices=rle.OVERLAP_POLICIES, help=(
+        "where two rows of a CSV cover one pixel: last (the later row wins; instance "
+        "annotations such as Sartorius' overlap), first, or error (refuse, naming "
+        "both rows)"))
     val_csv: Optional[str] = _option(None, metavar="CSV", help=(
         "a second CSV with the validation masks (unset: hold out val_fraction of the "
         "CSV's images)"))
@@ -192,7 +211,7 @@ class TrainConfig:
         need(isinstance(self.seed, (int, np.integer)) and self.seed >= 0,
              f"seed must be a non-negative integer, got {self.seed!r}")
         try:  # the other configs' own checks speak for their fields
-            datasets.check_options(self.rle_order, self.val_fraction)
+            datasets.check_options(self.rle_order, self.val_fraction, self.overlap)
             self.model_config()
             self.input_config(training=True)
         except ValueError as err:
@@ -264,7 +283,8 @@ class TrainConfig:
 
     def fingerprint(self) -> str:
         """Short hash of the fields that define what is computed (not the reporting)."""
-        values = {k: v for k, v in self.to_dict().items() if k not in RESUMABLE_FIELDS}
+        values = {k: v for k, v in self.to_dict().items() if k not in RESUMABLE_FIELDS
+                  and not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])}
         values["steps"] = self.steps
         text = json.dumps(values, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:10]

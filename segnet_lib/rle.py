@@ -34,7 +34,10 @@ digits at a time. See ``benchmarks/bench_rle.py`` for the measured speed-ups.
 
 Label maps: :func:`decode_label_map` paints several RLE rows of one image into
 one ``[height, width]`` array, each row with its class id (semantic
-segmentation) or instance id; :func:`encode_label_map` does the reverse. CSV
+segmentation) or instance id, parsing the rows together (a competition row is
+often a single cell of a few dozen runs, where the cost per call, not the
+digits, is the time; ``benchmarks/bench_csv.py`` measures a whole CSV);
+:func:`encode_label_map` does the reverse. CSV
 files of RLE strings (such as the seed project's ``train.csv``) are read and
 written by :mod:`segnet_lib.rle_csv`.
 """
@@ -415,14 +418,18 @@ def decode_label_map(rles: Sequence, values: Sequence, shape, order: str, *,
         raise ValueError(f"{len(rles)} RLE rows but {len(values)} values")
     labels = list(row_labels) if row_labels is not None else [f"row {i}" for i in range(len(rles))]
     n = shape[0] * shape[1]
-    parsed = []  # (row, starts, lengths, value)
-    for row, (rle, value) in enumerate(zip(rles, values)):
-        try:
-            starts, lengths = to_runs(rle, shape)
-        except (ValueError, TypeError) as err:
-            raise type(err)(f"{labels[row]}: {err}") from None
-        if starts.size:
-            parsed.append((row, starts, lengths, _row_value(value, dtype, labels[row])))
+    runs = _runs_together(rles, n)
+    if runs is None:  # a row the fast path cannot vouch for: parse one by one, naming the culprit
+        runs = []
+        for row, rle in enumerate(rles):
+            try:
+                starts, lengths = to_runs(rle, shape)
+            except (ValueError, TypeError) as err:
+                raise type(err)(f"{labels[row]}: {err}") from None
+            if starts.size:
+                runs.append((row, starts, lengths))
+    parsed = [(row, starts, lengths, _row_value(values[row], dtype, labels[row]))
+              for row, starts, lengths in runs]  # (row, starts, lengths, value)
     if not parsed:
         return _unflatten(np.zeros(n, dtype), shape, order)
     if overlap == "error":
@@ -433,6 +440,52 @@ def decode_label_map(rles: Sequence, values: Sequence, shape, order: str, *,
         for _, starts, lengths, value in painting:  # a loop over rows, not runs
             flat[_run_pixels(starts, lengths)] = value
     return _unflatten(flat, shape, order)
+
+
+_IRREGULAR_SPACE = ("  ", "\t", "\n", "\r", "\x0b", "\x0c")
+
+
+def _runs_together(rles, n: int):
+    """``[(row, starts, lengths), ...]`` of the rows with runs, parsed and checked at once; or None.
+
+    A CSV row is often short (a cell: a few dozen runs), and then the fixed
+    cost of each parse and check, not the digits, is the time. So the rows
+    are joined into one string, parsed once and checked with a few array
+    operations; each row's share is known from its count of separators. This
+    holds only for plain text (single spaces between integers), and every
+    check must pass: otherwise None, and the caller parses row by row, which
+    names the first bad row.
+    """
+    texts, rows = [], []
+    for row, rle in enumerate(rles):
+        if is_missing(rle):
+            continue
+        if not isinstance(rle, str) or rle != rle.strip():
+            return None
+        if rle:
+            texts.append(rle)
+            rows.append(row)
+    if not texts:
+        return []
+    joined = " ".join(texts)
+    if not joined.isascii() or any(c in joined for c in _IRREGULAR_SPACE):
+        return None
+    try:
+        numbers = parse_ints(joined)
+    except ValueError:
+        return None
+    counts = np.fromiter((t.count(" ") + 1 for t in texts), np.int64, len(texts))
+    if counts.sum() != numbers.size or (counts % 2).any():
+        return None
+    starts, lengths = numbers[0::2] - 1, numbers[1::2]
+    ends = starts + lengths
+    pair_row = np.repeat(np.arange(len(texts)), counts // 2)
+    # Within a row, runs are sorted and disjoint; across rows, anything goes.
+    if (starts.min() < 0 or lengths.min() < 1 or ends.max() > n
+            or ((pair_row[1:] == pair_row[:-1]) & (starts[1:] < ends[:-1])).any()):
+        return None
+    bounds = np.concatenate([[0], np.cumsum(counts // 2)])
+    return [(row, starts[lo:hi], lengths[lo:hi]) for row, lo, hi in zip(rows, bounds[:-1], bounds[1:])]
 
 
 def _run_pixels(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -28,7 +28,6 @@ on how many were drawn before them.
 from __future__ import annotations
 
 import functools
-import shutil
 from importlib import resources
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from segnet_lib import rle_csv, voc
-from segnet_lib.files import cache_dir, publish_dir, temp_path
+from segnet_lib.files import cache_dir, cached_dir
 
 #: Bump when the generator changes, so cached copies are regenerated.
 SAMPLE_VERSION = 5
@@ -50,7 +49,6 @@ CSV_ORDER = "C"
 #: mostly landscape); multiples of 32 so five 2x2 poolings divide them evenly.
 SIZES = ((96, 128), (128, 96), (128, 128))
 SIZE_PROBS = (0.5, 0.25, 0.25)
-_DONE = ".complete"
 
 AEROPLANE, CAR, CAT, HORSE, PERSON = 1, 7, 8, 13, 15
 _OBJECT_CLASSES = (AEROPLANE, CAR, CAT, HORSE, PERSON)
@@ -538,25 +536,9 @@ def sample_root(seed: int = 0) -> Path:
     Returns:
         :class:`~pathlib.Path` of the root (``JPEGImages/``, ...).
     """
-    base = cache_dir()
-    final = base / f"sample-v{SAMPLE_VERSION}-seed{seed}"
-    if (final / _DONE).exists():
-        return final
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(final)
-    shutil.rmtree(tmp, ignore_errors=True)  # left by an earlier process with our pid
-    tmp.mkdir()
-    try:
-        generate(tmp, seed=seed)
-        (tmp / _DONE).write_text(f"segnet_lib sample data v{SAMPLE_VERSION}, seed {seed}\n")
-        if final.exists() and not (final / _DONE).exists():
-            shutil.rmtree(final, ignore_errors=True)  # incomplete (made by hand?)
-        publish_dir(tmp, final)
-        if not (final / _DONE).exists():  # lost a race against a broken copy
-            raise FileExistsError(f"{final} exists but is incomplete; delete it and retry")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    final = cache_dir() / f"sample-v{SAMPLE_VERSION}-seed{seed}"
+    return cached_dir(final, lambda folder: generate(folder, seed=seed),
+                      f"segnet_lib sample data v{SAMPLE_VERSION}, seed {seed}")
 
 
 __all__ = ["generate", "sample_root", "render_scene", "add_void_band", "clear_caches",

@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from segnet_lib import checkpoints, cli, config, datasets, export, recipes, rle_csv, sample_data, voc
+from segnet_lib import (cells, checkpoints, cli, config, datasets, export, recipes, rle, rle_csv,
+                        sample_data, unet, voc)
 from segnet_lib.cli import train as cli_train
 
 # A run that takes seconds (see tests/test_train.py for the same idea).
@@ -386,3 +387,109 @@ def test_reference_lists_checks_and_refuses_unknown_names(tmp_path, capsys):
         cli.main(["reference", "no-such-run"])
     assert refused.value.code == cli.EXIT_REFUSED
     assert "no reference run matches ['no-such-run']" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# A Sartorius download and the generated cells
+# ---------------------------------------------------------------------------
+
+def test_train_help_says_how_a_sartorius_csv_is_read(capsys):
+    assert exit_code(["train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--class-column", "--overlap", "--rle-order"):
+        assert flag in text
+    assert "Sartorius train.csv header (id, annotation, width, height, cell_type, ...) means " \
+           "row-major RLE (--rle-order C)" in text
+    assert "background, shsy5y, astro, cort" in text and "{sample,cells,DIR,CSV}" in text
+
+
+def test_cells_is_named_data_with_the_cpu_recipe(tmp_path, monkeypatch):
+    monkeypatch.setattr(cells, "cells_root", lambda: pytest.fail("generated data"))
+    args = cli.build_parser().parse_args(["train", "--out", str(tmp_path / "r"), "--data", "cells"])
+    config = cli_train.build_config(args)
+    assert config == recipes.sample_recipe().replace(data="cells")  # not resolved to a path
+
+
+def test_a_sartorius_download_trains_evaluates_and_predicts_by_cell_type(sartorius_copy, tmp_path,
+                                                                         capsys):
+    root, expected = sartorius_copy
+    csv, run = root / cells.CSV_NAME, tmp_path / "run"
+    # No --rle-order, no --class-column: the header says both.
+    assert cli.main(["train", *TINY, "--data", str(csv), "--val-fraction", "0.25", "--steps", "2",
+                     "--val-every", "2", "--val-images", "1", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert checkpoints.read_class_weights(run)["classes"] == list(cells.CLASS_NAMES)
+    saved = config.read_config(run)
+    assert (saved.rle_order, saved.class_column, saved.overlap) == (None, None, "last")
+
+    assert cli.main(["evaluate", "--checkpoint", str(run), "--data", str(csv), "--no-boundary",
+                     "--out", str(tmp_path / "eval")]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert report["class_names"] == list(cells.CLASS_NAMES)
+    held_out = datasets.open_datasets(saved)[1]
+    present = {cells.CLASS_NAMES[c] for i in held_out.ids for c in np.unique(expected[i][1])}
+    assert {row["class"] for row in report["per_class"]} == set(cells.CLASS_NAMES)
+    for name in present:  # the table's rows are named by cell type
+        assert re.search(rf"^{name}\s", printed, re.M), name
+
+    image = root / "train" / f"{held_out.ids[0]}.png"
+    out = tmp_path / "pred"
+    assert cli.main(["predict", str(image), "--checkpoint", str(run), "--out", str(out),
+                     "--submission"]) == 0
+    printed = capsys.readouterr().out
+    with export.load_predictor(run) as predictor:
+        labels = predictor.labels(voc.read_image(image))
+    names = [cells.CLASS_NAMES[c] for c in np.unique(labels)]
+    assert f"{image.name}: {', '.join(names)}" in printed
+    submission = pd.read_csv(out / "submission.csv", dtype=str, keep_default_na=False)
+    assert list(submission.columns) == ["id", "predicted"]
+    assert set(submission["id"]) == {image.stem}
+    found, classes = cells.instance_map(labels)
+    assert len(submission) == max(1, len(classes))
+    rebuilt = np.zeros_like(labels)
+    for k, (text, class_id) in enumerate(zip(submission["predicted"], classes), start=1):
+        decoded = rle.decode(text, labels.shape, "C").astype(bool)
+        np.testing.assert_array_equal(decoded, found == k)
+        assert not rebuilt[decoded].any()  # instances never overlap
+        rebuilt[decoded] = class_id
+    np.testing.assert_array_equal(rebuilt, labels)
+
+
+def test_a_unet_trains_on_a_sartorius_csv_and_segments_a_full_size_image(sartorius_copy,
+                                                                           tmp_path, capsys):
+    """The U-Net of main's builder and the cell reader meet through the one CLI: the run is a
+    U-Net named by cell type, and a 520x704 image (520 = 16 x 32.5: odd sizes after the third
+    pool) comes back at its own size."""
+    root, expected = sartorius_copy
+    csv, run = root / cells.CSV_NAME, tmp_path / "run"
+    assert cli.main(["train", *TINY, "--variant", "unet", "--data", str(csv), "--val-fraction",
+                     "0.25", "--steps", "1", "--val-every", "1", "--val-images", "1",
+                     "--out", str(run)]) == 0
+    capsys.readouterr()
+    saved = config.read_config(run)
+    assert saved.variant == "unet"
+    assert saved.model_config() == unet.UNetConfig(base_features=8, weight_decay=saved.weight_decay)
+    image_id = next(iter(expected))
+    with export.load_predictor(run) as predictor:
+        assert predictor.class_names == cells.CLASS_NAMES
+        labels = predictor.labels(voc.read_image(root / "train" / f"{image_id}.png"))
+    assert labels.shape == (520, 704) and labels.max() < len(cells.CLASS_NAMES)
+
+
+def test_evaluate_refuses_a_model_whose_classes_are_other_ones(sartorius_copy, tmp_path, capsys):
+    root, _ = sartorius_copy
+    csv, run = root / cells.CSV_NAME, tmp_path / "run"
+    assert cli.main(["train", *TINY, "--data", str(csv), "--val-fraction", "0.25", "--steps", "1",
+                     "--val-every", "1", "--val-images", "1", "--export-format", "none",
+                     "--out", str(run)]) == 0
+    renamed = tmp_path / "renamed.csv"
+    text = csv.read_text().replace("cell_type", "label")
+    for old, new in (("shsy5y", "neuron"), ("astro", "glia"), ("cort", "other")):
+        text = text.replace(f",{old},", f",{new},")
+    renamed.write_text(text)  # four classes again, named otherwise (and sorted)
+    capsys.readouterr()
+    assert exit_code(["evaluate", "--checkpoint", str(run), "--data", str(renamed),
+                      "--rle-order", "C", "--image-dir", str(root / "train"),
+                      "--out", str(tmp_path / "e")]) == cli.EXIT_REFUSED
+    assert "class 1 is 'shsy5y' for the model, 'glia' in the data" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """segnet_lib.config: TrainConfig's checks, JSON round trip, fingerprint, run folder checks."""
 import dataclasses
+import hashlib
 import json
 
 import pytest
@@ -12,7 +13,7 @@ from segnet_lib import checkpoints, config, data, model, unet
     (dict(optimizer="rmsprop"), "optimizer"),
     (dict(learning_rate=-1.0), "learning_rate"), (dict(crop_size=(0, 32)), "crop_size"),
     (dict(model_options={"no_such_field": 1}), "no_such_field"), (dict(rle_order="X"), "rle_order"),
-    (dict(batch_size=2.5), "batch_size"),
+    (dict(batch_size=2.5), "batch_size"), (dict(overlap="max"), "overlap"),
 ])
 def test_config_rejects_bad_values(tiny_config, changes, word):
     with pytest.raises(ValueError, match=word):
@@ -79,6 +80,23 @@ def test_config_round_trips_through_json(tiny_config):
     assert run.replace(seed=1).fingerprint() != run.fingerprint()
     with pytest.raises(ValueError, match=r"unknown TrainConfig fields \['colour'\]"):
         config.TrainConfig.from_dict({**run.to_dict(), "colour": "red"})
+
+
+def test_a_config_saved_before_the_csv_fields_existed_still_reads(tmp_path, tiny_config):
+    """Runs saved without class_column/overlap resume with their defaults (the old behaviour
+    for everything but overlapping CSV rows, which used to be an error)."""
+    old = {k: v for k, v in tiny_config().to_dict().items() if k not in ("class_column", "overlap")}
+    (tmp_path / checkpoints.CONFIG_FILE).write_text(json.dumps(old))
+    run = config.read_config(tmp_path)
+    assert (run.class_column, run.overlap) == (None, "last") and run == tiny_config()
+    # Its fingerprint is the one computed before the fields existed (shipped runs stay current)...
+    before = {k: v for k, v in old.items() if k not in config.RESUMABLE_FIELDS}
+    before["steps"] = run.steps
+    text = json.dumps(before, sort_keys=True)
+    assert run.fingerprint() == hashlib.sha256(text.encode()).hexdigest()[:10]
+    # ... and setting them is a different run.
+    assert run.replace(overlap="error").fingerprint() != run.fingerprint()
+    assert run.replace(class_column="label").fingerprint() != run.fingerprint()
 
 
 def test_write_and_read_config(tmp_path, tiny_config):

@@ -262,6 +262,50 @@ def test_label_map_value_errors():
         rle.decode_label_map(["0 1"], [1], (2, 2), "C", row_labels=["img_7, line 4"])
 
 
+def _painted_row_by_row(rles, values, shape, order):
+    """The plain definition of overlap='last': decode each row, paint it over the others."""
+    out = np.zeros(shape, np.uint8)
+    for text, value in zip(rles, values):
+        out[rle.decode(text, shape, order).astype(bool)] = value
+    return out
+
+
+@pytest.mark.parametrize("order", rle.ORDERS)
+def test_label_map_of_many_rows_equals_painting_them_one_by_one(order):
+    """Rows are parsed together (one parse per image); the result must not notice."""
+    rng = np.random.default_rng(3)
+    shape = (37, 53)
+    masks = [rng.random(shape) < p for p in rng.uniform(0.02, 0.3, 40)]
+    rles = [rle.encode(m, order) for m in masks] + ["", None, float("nan")]
+    values = list(rng.integers(1, 5, 40)) + [1, 1, 1]
+    rles[7], rles[8] = rles[8], rles[7]  # rows' runs in any order across rows
+    values[7], values[8] = values[8], values[7]
+    expected = _painted_row_by_row([r if isinstance(r, str) else "" for r in rles], values, shape,
+                                   order)
+    np.testing.assert_array_equal(rle.decode_label_map(rles, values, shape, order, overlap="last"),
+                                  expected)
+    # Irregular spacing takes the row-by-row path and means the same.
+    spaced = [f" {r}\t".replace(" ", "  ") if isinstance(r, str) and r else r for r in rles]
+    np.testing.assert_array_equal(rle.decode_label_map(spaced, values, shape, order, overlap="last"),
+                                  expected)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("5 2 1 1", r"row 2: run 2 \(start 1, length 1\) is out of order"),
+    ("5 2 6 1", r"row 2: run 2 \(start 6, length 1\) overlaps run 1"),
+    ("5 2 6", r"row 2: odd number of values \(3\)"),
+    ("0 2", r"row 2: run 1 has start 0 < 1"),
+    ("5 0", r"row 2: run 1 \(start 5\) has length 0 < 1"),
+    ("11 3", r"row 2: run 1 \(start 11, length 3\) ends at pixel 13, past the last pixel 12"),
+    ("-3 2", r"row 2: run 1 has start -3 < 1"),
+    ("5 x", r"row 2: value 2 \('x'\) is not an integer"),
+])
+def test_a_bad_row_among_good_ones_is_the_one_named(bad, message):
+    rles = ["1 2", "3 1 9 2", bad, "2 1"]  # good rows may overlap and come in any order
+    with pytest.raises(ValueError, match=message):
+        rle.decode_label_map(rles, [1, 2, 3, 4], (3, 4), "C", overlap="last")
+
+
 def test_encode_label_map_ignores_background_and_void():
     label_map = np.array([[0, 5, 5], [255, 5, 9]], np.uint8)
     assert rle.encode_label_map(label_map, "C") == {5: "2 2 5 1", 9: "6 1"}

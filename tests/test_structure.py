@@ -30,9 +30,10 @@ ALLOWED_LAZY = {("segnet_lib._setup", "segnet_lib._tf")}
 # import only modules of earlier layers. "" is the package's __init__, which every
 # module imports implicitly and which imports only _setup.
 LAYERS = [
-    ["_tf", "_setup"], [""], ["files"], ["rle_text"], ["rle"], ["rle_csv"], ["voc"], ["sample_data"],
-    ["datasets"], ["data"], ["unpool", "layers"], ["model"], ["unet"], ["weights"], ["metrics"],
-    ["losses", "runtime"], ["memory"], ["checkpoints"], ["config"], ["recipes"], ["export"], ["train"],
+    ["_tf", "_setup"], [""], ["files"], ["rle_text"], ["rle"], ["rle_csv"], ["voc"],
+    ["sample_data", "cells"], ["datasets"], ["data"], ["unpool", "layers"], ["model"], ["unet"],
+    ["weights"], ["metrics"], ["losses", "runtime"], ["memory"], ["checkpoints"], ["config"],
+    ["recipes"], ["export"], ["train"],
     ["reference"], ["bayes", "viz", "study"], ["cli"], ["__main__"],
 ]
 
