@@ -93,7 +93,7 @@ class TrainConfig:
         "the images of a CSV (unset: train/ next to a Sartorius train.csv, else "
         "JPEGImages next to the CSV; if that does not exist, the CSV's folder)"))
     rle_order: Optional[str] = _option(None, choices=rle.ORDERS, help=(
-        "pixel order of a CSV's RLE strings: C = row-major (e.g. Sartorius), "
+        "pixel order of a CSV's RLE strings: C = row-major (e.g. Carvana, Sartorius), "
         "F = column-major (e.g. Airbus, TGS Salt); required with a CSV unless its "
         "header is Sartorius' (id, annotation, cell_type: then C)"))
     class_column: Optional[str] = _option(None, metavar="NAME", help=(

@@ -116,6 +116,10 @@ class SegNetConfig:
             of the ``'deconv'`` and ``'deconv_add'`` decoders (the paper's
             FCN-Basic: 8). Even, so the kernel is centred on the 2x2 window it
             undoes; initialised to 2x bilinear interpolation.
+        stages: keep only the first ``stages`` encoder stages and their mirror
+            decoder stages (``None``: all of them, 5 for SegNet, 4 for
+            SegNet-Basic). A shallower network of the same layer names and
+            widths, e.g. the two-stage SegNet that notebook 03 writes by hand.
     """
 
     variant: str = "segnet"
@@ -127,10 +131,15 @@ class SegNetConfig:
     decoder: str = "unpool"
     unpool_method: str = "fused"
     upsample_kernel: int = 8
+    stages: int | None = None
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"SegNetConfig.variant={self.variant!r}; expected one of {VARIANTS}")
+        try:
+            architecture(self.variant, self.stages)
+        except ValueError as err:
+            raise ValueError(f"SegNetConfig.{err}") from None
         if self.decoder not in DECODERS:
             raise ValueError(f"SegNetConfig.decoder={self.decoder!r}; expected one of {DECODERS}")
         if self.unpool_method not in UNPOOL_METHODS:
@@ -213,23 +222,37 @@ def _segnet_basic_architecture() -> Architecture:
     return Architecture(encoder, decoder, classifier, ())
 
 
-def architecture(variant: str) -> Architecture:
+def architecture(variant: str, stages: int | None = None) -> Architecture:
     """The layer table of a SegNet variant, at width 1.
 
     Args:
         variant: one of :data:`VARIANTS`.
+        stages: keep the first ``stages`` encoder stages and the last
+            ``stages`` decoder stages (their mirrors); ``None`` keeps all.
 
     Returns:
         An :class:`Architecture` (encoder stages, decoder stages, classifier,
         pool dropout; no bottleneck).
     """
     if variant == "segnet":
-        return _segnet_architecture(bayesian=False)
-    if variant == "bayesian":
-        return _segnet_architecture(bayesian=True)
-    if variant == "segnet_basic":
-        return _segnet_basic_architecture()
-    raise ValueError(f"unknown SegNet variant {variant!r}; expected one of {VARIANTS}")
+        arch = _segnet_architecture(bayesian=False)
+    elif variant == "bayesian":
+        arch = _segnet_architecture(bayesian=True)
+    elif variant == "segnet_basic":
+        arch = _segnet_basic_architecture()
+    else:
+        raise ValueError(f"unknown SegNet variant {variant!r}; expected one of {VARIANTS}")
+    deepest = len(arch.encoder)
+    if stages is None:
+        return arch
+    if (not isinstance(stages, (int, np.integer)) or isinstance(stages, bool)
+            or not 1 <= stages <= deepest):
+        raise ValueError(f"stages={stages!r} must be None or an integer from 1 to {deepest} "
+                         f"(the stages of {variant!r})")
+    # Decoder stage s outputs what encoder stage s received, so cutting both
+    # ends at the same depth keeps every unpooling's channels matching.
+    return arch._replace(encoder=arch.encoder[:stages], decoder=arch.decoder[-stages:],
+                         pool_dropout=tuple(s for s in arch.pool_dropout if s <= stages))
 
 
 def _scaled(arch: Architecture, width: float) -> Architecture:
@@ -435,8 +458,8 @@ def network(config) -> Network:
 
 @network.register(SegNetConfig)
 def _segnet_network(config):
-    return Network(_scaled(architecture(config.variant), config.width_multiplier), config.decoder,
-                   DEFAULT_SCOPE)
+    return Network(_scaled(architecture(config.variant, config.stages), config.width_multiplier),
+                   config.decoder, DEFAULT_SCOPE)
 
 
 def build(images, num_classes, is_training, config, scope=None, reuse=None, mc_dropout=False):

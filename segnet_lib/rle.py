@@ -12,12 +12,18 @@ every function here takes ``order`` with no default:
   to bottom, then left to right, so pixel 2 is the one *below* pixel 1. This is
   what the evaluation pages of Airbus Ship Detection, TGS Salt Identification and
   Severstal Steel Defect Detection describe ("1 is pixel (1,1), 2 is pixel
-  (2,1)"), and what pycocotools uses for its counts.
+  (2,1)"), and how their public notebooks decode.
 * ``order='C'`` (row-major): pixels numbered left to right, then top to bottom,
-  so pixel 2 is the one to the *right* of pixel 1. The Sartorius cell instance
-  segmentation ``train.csv`` decodes correctly this way (its evaluation page
-  repeats the column-major sentence; the public notebooks reshape row-major),
-  and so does this project's sample data.
+  so pixel 2 is the one to the *right* of pixel 1. The Carvana Image Masking
+  ``train_masks.csv`` and the Sartorius cell instance segmentation ``train.csv``
+  decode correctly this way (public solutions encode with a plain
+  ``flatten()`` or reshape row-major, whatever the competition pages say), and
+  so does this project's sample data.
+
+COCO's run-length encoding (pycocotools' ``counts``) is another format:
+alternating background and foreground run *lengths*, no starts, column-major,
+beginning with a background run. :func:`from_coco_counts` turns it into the
+Kaggle form; :func:`decode` would misread it without an error.
 
 Decoding with the wrong order gives no error, only a mask that is mirrored
 along the diagonal (square images) or scrambled (others); notebook 01 shows it.
@@ -46,7 +52,8 @@ import pandas as pd
 from segnet_lib.rle_text import format_ints, parse_ints
 
 __all__ = ["ORDERS", "OVERLAP_POLICIES", "decode", "encode", "to_runs", "decode_label_map",
-           "encode_label_map", "check_order", "check_shape", "check_overlap", "is_missing"]
+           "encode_label_map", "from_coco_counts", "check_order", "check_shape", "check_overlap",
+           "is_missing"]
 
 #: The two pixel orders: ``'C'`` row-major, ``'F'`` column-major.
 ORDERS = ("C", "F")
@@ -296,6 +303,53 @@ def encode(mask, order: str) -> str:
     bounds[1::2] -= bounds[0::2]  # ends -> lengths
     bounds[0::2] += 1  # 0-based -> 1-based starts
     return format_ints(bounds)
+
+
+def from_coco_counts(counts, shape) -> str:
+    """Converts COCO's uncompressed RLE ``counts`` into a Kaggle RLE string.
+
+    pycocotools stores a mask as the lengths of alternating runs of 0s and 1s
+    over the column-major pixel line, starting with a run of 0s (of length 0
+    when the first pixel is set): ``[2, 3, 1, 1]`` is ``0 0 1 1 1 0 1``. The
+    Kaggle form lists each run of 1s as ``start length``, so the starts are the
+    running sums of the lengths before each run of 1s, plus 1.
+
+    Args:
+        counts: the ``'counts'`` list of an uncompressed COCO RLE: non-negative
+            integers summing to ``height * width``.
+        shape: ``(height, width)``, COCO's ``'size'``.
+
+    Returns:
+        The RLE string in column-major order: decode it with
+        ``decode(text, shape, 'F')``.
+
+    Raises:
+        ValueError: a negative or non-integer count, or counts that do not
+            cover the image exactly.
+        TypeError: a compressed COCO string; decode that with pycocotools
+            (``pycocotools.mask.decode``) and encode the mask with
+            ``encode(mask, 'F')``.
+    """
+    if isinstance(counts, (str, bytes)):
+        raise TypeError("counts is a compressed COCO string; decode it with "
+                        "pycocotools.mask.decode and encode the mask with rle.encode(mask, 'F')")
+    h, w = check_shape(shape)
+    try:
+        lengths = np.array([_as_int(c) for c in counts], np.int64)
+    except ValueError as err:
+        raise ValueError(f"COCO counts must be integers: {err}") from None
+    if (lengths < 0).any():
+        i = int(np.argmax(lengths < 0))
+        raise ValueError(f"COCO count {i} is {lengths[i]} < 0")
+    if lengths.sum() != h * w:
+        raise ValueError(f"COCO counts sum to {lengths.sum()}, not {h * w} = {h}x{w} pixels")
+    ends = np.cumsum(lengths)
+    starts, runs = ends[1::2] - lengths[1::2], lengths[1::2]  # the runs of 1s
+    keep = runs > 0
+    pairs = np.empty(2 * int(keep.sum()), np.int64)
+    pairs[0::2] = starts[keep] + 1  # 1-based
+    pairs[1::2] = runs[keep]
+    return format_ints(pairs)
 
 
 # ----------------------------------------------------------------------------

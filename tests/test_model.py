@@ -542,3 +542,73 @@ def test_build_dispatches_on_the_config_type():
             model.build(x, 3, False, {"variant": "segnet"})
         with pytest.raises(ValueError, match="SegNetConfig"):
             model.segnet(x, 3, False, config=object())
+
+
+# --------------------------------------------------------------------------
+# Fewer stages
+# --------------------------------------------------------------------------
+
+def test_two_stages_keep_the_outer_encoder_and_decoder_stages():
+    config = TINY.replace(stages=2)
+    with tf.Graph().as_default():
+        _, logits, end_points = _build(config, shape=(2, 45, 61, 3))
+        assert logits.shape.as_list() == [2, 45, 61, 5]
+        assert list(end_points) == [
+            "conv1_1", "conv1_2", "pool1", "pool1_argmax", "conv2_1", "conv2_2", "pool2",
+            "pool2_argmax", "upsample2", "conv2_2_D", "conv2_1_D", "upsample1", "conv1_2_D",
+            "conv1_1_D", "logits"]
+        assert end_points["pool2"].shape.as_list() == [2, 12, 16, 16]
+        kernels = {v.op.name.split("/")[1]: v.shape.as_list() for v in tf.trainable_variables()
+                   if v.op.name.endswith("/weights")}
+        # Width 0.125: 64 -> 8 and 128 -> 16 features; the decoder mirrors the encoder.
+        assert kernels == {
+            "conv1_1": [3, 3, 3, 8], "conv1_2": [3, 3, 8, 8], "conv2_1": [3, 3, 8, 16],
+            "conv2_2": [3, 3, 16, 16], "conv2_2_D": [3, 3, 16, 16], "conv2_1_D": [3, 3, 16, 8],
+            "conv1_2_D": [3, 3, 8, 8], "conv1_1_D": [3, 3, 8, 5]}
+        # Kernels and biases of all 8, batch norm's gamma and beta on all but the classifier.
+        expected = sum(np.prod(k) + k[-1] for k in kernels.values()) + 2 * (8 + 8 + 16 + 16 + 16 + 8 + 8)
+        assert model.count_parameters() == expected
+
+
+def test_all_stages_is_the_default_model():
+    def variables(config):
+        with tf.Graph().as_default():
+            _build(config, shape=(1, 32, 32, 3))
+            return [(v.op.name, v.shape.as_list()) for v in tf.global_variables()]
+
+    assert variables(TINY.replace(stages=5)) == variables(TINY)
+    assert model.architecture("segnet", 5) == model.architecture("segnet")
+
+
+def test_fewer_stages_of_the_other_variants_and_decoders():
+    with tf.Graph().as_default():
+        _, _, end_points = _build(TINY.replace(variant="bayesian", stages=3), shape=(1, 32, 32, 3))
+        assert [k for k in end_points if k.endswith("_dropout")] == [
+            "pool3_dropout", "conv3_1_D_dropout"]
+    with tf.Graph().as_default():
+        _, logits, end_points = _build(model.SegNetConfig(variant="segnet_basic", stages=2,
+                                                          width_multiplier=0.25),
+                                       shape=(1, 30, 34, 3))
+        assert logits.shape.as_list() == [1, 30, 34, 5]
+        assert [k for k in end_points if k.startswith("conv")] == [
+            "conv1", "conv2", "conv2_D", "conv1_D", "conv_classifier"]
+    with tf.Graph().as_default():
+        _, logits, end_points = _build(TINY.replace(decoder="deconv_add", stages=2),
+                                       shape=(1, 30, 34, 3))
+        assert logits.shape.as_list() == [1, 30, 34, 5]
+        assert [k for k in end_points if k.startswith(("score", "upsample"))] == [
+            "score_pool1", "score_pool2", "upsample2", "upsample1"]
+    with tf.Graph().as_default():
+        _, logits, end_points = _build(TINY.replace(decoder="unet", stages=2), shape=(1, 30, 34, 3))
+        assert logits.shape.as_list() == [1, 30, 34, 5]
+        assert end_points["concat2"].shape.as_list() == [1, 15, 17, 32]
+        assert "upconv3" not in end_points
+
+
+def test_stages_out_of_range_raise():
+    for variant, bad in [("segnet", 0), ("segnet", 6), ("segnet", 2.0), ("segnet", True),
+                         ("segnet_basic", 5)]:
+        with pytest.raises(ValueError, match=f"stages={bad!r} must be None or an integer"):
+            model.SegNetConfig(variant=variant, stages=bad)
+    with pytest.raises(ValueError, match="from 1 to 4"):
+        model.architecture("segnet_basic", 5)
