@@ -122,8 +122,7 @@ def test_toc_lists_every_notebook_in_order():
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
 # Notebooks still without the Colab cell: `python tools/colab_cell.py PATH` adds
 # it, and then the notebook leaves this set (strict xfail fails until it does).
-WITHOUT_COLAB_CELL = {"04_training", "05_predictions", "06_bayesian_segnet", "07_decoder_study",
-                      "08_cells_unet"}
+WITHOUT_COLAB_CELL = {"07_decoder_study"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
