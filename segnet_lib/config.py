@@ -91,6 +91,9 @@ class TrainConfig:
         "CSV's images)"))
     val_fraction: float = _option(0.1, metavar="F", help=(
         "share of a CSV's images held out for validation (drawn with the seed)"))
+    classes: Optional[Tuple[int, ...]] = _option(None, metavar="IDS", help=(
+        "class ids to keep, e.g. 0,1,7,8,13,15: renumbered 0..K-1 in this order, every "
+        "other class void (unset: every class; see segnet_lib.datasets.ClassSubset)"))
     variant: str = _option("segnet", choices=MODEL_VARIANTS, help=(
         "segnet: VGG16 encoder + mirrored decoder; segnet_basic: 4+4 layers of 64 "
         "features; bayesian: segnet with dropout for Monte Carlo uncertainty; unet: "
@@ -160,6 +163,11 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, tuple(int(v) for v in value))
+        if self.classes is not None and not isinstance(self.classes, (str, bytes)):
+            try:
+                object.__setattr__(self, "classes", tuple(self.classes))
+            except TypeError:
+                pass  # validate() names the bad value
         object.__setattr__(self, "model_options", dict(self.model_options or {}))
         self.validate()
 
@@ -192,7 +200,7 @@ class TrainConfig:
         need(isinstance(self.seed, (int, np.integer)) and self.seed >= 0,
              f"seed must be a non-negative integer, got {self.seed!r}")
         try:  # the other configs' own checks speak for their fields
-            datasets.check_options(self.rle_order, self.val_fraction)
+            datasets.check_options(self.rle_order, self.val_fraction, self.classes)
             self.model_config()
             self.input_config(training=True)
         except ValueError as err:
@@ -248,7 +256,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """JSON-ready dict of every field."""
         out = dataclasses.asdict(self)
-        for name in ("crop_size", "resize_to"):
+        for name in ("crop_size", "resize_to", "classes"):
             if out[name] is not None:
                 out[name] = list(out[name])
         return out
@@ -266,6 +274,8 @@ class TrainConfig:
         """Short hash of the fields that define what is computed (not the reporting)."""
         values = {k: v for k, v in self.to_dict().items() if k not in RESUMABLE_FIELDS}
         values["steps"] = self.steps
+        if values["classes"] is None:  # the runs made before the field existed keep their hash
+            del values["classes"]
         text = json.dumps(values, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:10]
 
