@@ -51,7 +51,7 @@ RESUMABLE_FIELDS = ("steps", "log_every", "val_every", "val_images", "checkpoint
 # run does not turn stale because a field it could not have set appeared.
 # (Overlapping CSV rows were an error before 'overlap' existed: no older run
 # read any, so 'last' changes none of them.)
-_LATER_FIELDS = {"class_column": None, "overlap": "last"}
+_LATER_FIELDS = {"class_column": None, "overlap": "last", "classes": None}
 
 # Fields that must be positive integers (batch_size is InputConfig's to check).
 _POSITIVE_INTS = ("steps", "log_every", "val_every", "checkpoint_every", "keep_last",
@@ -111,6 +111,9 @@ class TrainConfig:
         "CSV's images)"))
     val_fraction: float = _option(0.1, metavar="F", help=(
         "share of a CSV's images held out for validation (drawn with the seed)"))
+    classes: Optional[Tuple[int, ...]] = _option(None, metavar="IDS", help=(
+        "class ids to keep, e.g. 0,1,7,8,13,15: renumbered 0..K-1 in this order, every "
+        "other class void (unset: every class; see segnet_lib.datasets.ClassSubset)"))
     variant: str = _option("segnet", choices=MODEL_VARIANTS, help=(
         "segnet: VGG16 encoder + mirrored decoder; segnet_basic: 4+4 layers of 64 "
         "features; bayesian: segnet with dropout for Monte Carlo uncertainty; unet: "
@@ -180,6 +183,11 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, tuple(int(v) for v in value))
+        if self.classes is not None and not isinstance(self.classes, (str, bytes)):
+            try:
+                object.__setattr__(self, "classes", tuple(self.classes))
+            except TypeError:
+                pass  # validate() names the bad value
         object.__setattr__(self, "model_options", dict(self.model_options or {}))
         self.validate()
 
@@ -212,7 +220,7 @@ class TrainConfig:
         need(isinstance(self.seed, (int, np.integer)) and self.seed >= 0,
              f"seed must be a non-negative integer, got {self.seed!r}")
         try:  # the other configs' own checks speak for their fields
-            datasets.check_options(self.rle_order, self.val_fraction, self.overlap)
+            datasets.check_options(self.rle_order, self.val_fraction, self.overlap, self.classes)
             self.model_config()
             self.input_config(training=True)
         except ValueError as err:
@@ -268,7 +276,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """JSON-ready dict of every field."""
         out = dataclasses.asdict(self)
-        for name in ("crop_size", "resize_to"):
+        for name in ("crop_size", "resize_to", "classes"):
             if out[name] is not None:
                 out[name] = list(out[name])
         return out

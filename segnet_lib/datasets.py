@@ -10,6 +10,9 @@ reads any of them.
   or the generated sample data, which uses the same layout).
 * :class:`CSVSegmentation`: an image folder plus a Kaggle-style RLE CSV
   (:mod:`segnet_lib.rle_csv`), its class names taken from the data.
+* :class:`ClassSubset` (:func:`keep_classes`): any of them with only some
+  classes kept, renumbered 0..K-1 in the order given, the others void (what
+  ``TrainConfig.classes`` asks for).
 * :func:`open_split` turns a ``data`` value (``'sample'``, ``'cells'``, a VOC
   folder or a CSV) and a split name into one of them; :func:`open_datasets`
   does it for the training and validation splits of a
@@ -47,10 +50,11 @@ from segnet_lib.voc import (IMAGE_DIR, MASK_DIR, SPLIT_DIR, VOC_CLASSES, VOC_ROO
                             check_mask_values, find_voc_root, read_image, read_mask,
                             read_split_ids)
 
-__all__ = ["SegmentationDataset", "VOCSegmentation", "CSVSegmentation", "CSVOptions",
-           "CSV_SPLITS", "IMAGE_EXTENSIONS", "NAMED_DATA", "DEFAULT_OVERLAP", "BINARY_CLASSES",
-           "numbered_class_names", "csv_class_names", "csv_options", "check_options", "check_data",
-           "open_split", "open_datasets", "book_dataset", "data_version"]
+__all__ = ["SegmentationDataset", "VOCSegmentation", "CSVSegmentation", "ClassSubset",
+           "CSVOptions", "CSV_SPLITS", "IMAGE_EXTENSIONS", "NAMED_DATA", "DEFAULT_OVERLAP",
+           "BINARY_CLASSES", "numbered_class_names", "csv_class_names", "csv_options",
+           "check_classes", "keep_classes", "check_options", "check_data", "open_split",
+           "open_datasets", "book_dataset", "data_version"]
 
 #: The splits of a CSV dataset: the held-out images are ``'val'``, the rest ``'train'``.
 CSV_SPLITS = ("train", "val")
@@ -340,6 +344,81 @@ class CSVSegmentation(SegmentationDataset):
         return f"CSVSegmentation({str(self.csv_path)!r}, {len(self)} images, {self.num_classes} classes)"
 
 
+class ClassSubset(SegmentationDataset):
+    """A dataset with only some of its classes kept, renumbered; the rest void.
+
+    Class ``classes[k]`` of ``base`` becomes class ``k``; every other class
+    becomes void (255, ignored by the loss and the metrics), like the
+    boundaries already are. The decoder study trains on the sample data's six
+    classes this way: a model with 6 outputs, not 21 of which 15 never occur.
+
+    Args:
+        base: any dataset (``read_mask`` is used when it has one).
+        classes: class ids of ``base`` to keep, in their new order (see
+            :func:`check_classes`), each below ``base.num_classes``.
+
+    Attributes:
+        base, classes: as given; ``class_names`` the kept classes' names.
+    """
+
+    def __init__(self, base: SegmentationDataset, classes: Sequence[int]):
+        classes = check_classes(classes)
+        too_big = [c for c in classes if c >= base.num_classes]
+        if too_big:
+            raise ValueError(f"classes {too_big} not in {base!r} (ids 0..{base.num_classes - 1})")
+        self.base, self.classes = base, classes
+        self.ids = base.ids
+        self.class_names = tuple(base.class_names[c] for c in classes)
+        self._table = np.full(256, 255, np.uint8)  # old id -> new id; 255 stays void
+        self._table[list(classes)] = np.arange(len(classes), dtype=np.uint8)
+
+    def image_path(self, i) -> Path:
+        return self.base.image_path(i)
+
+    def read_image(self, i) -> np.ndarray:
+        return self.base.read_image(i)
+
+    def read_mask(self, i) -> np.ndarray:
+        return self._table[self.base.read_mask(i)]
+
+    def __getitem__(self, i):
+        image, mask = self.base[i]
+        return image, self._table[mask]
+
+    def _describe(self, i) -> str:
+        return self.base._describe(i)
+
+    def __repr__(self) -> str:
+        return f"ClassSubset({self.base!r}, classes={list(self.classes)})"
+
+
+def check_classes(classes) -> tuple:
+    """Checks a list of class ids to keep: distinct integers in 0..254, at least one.
+
+    Returns:
+        The ids as a tuple of ints.
+
+    Raises:
+        ValueError: naming the bad value.
+    """
+    try:
+        values = tuple(classes)
+    except TypeError:
+        raise ValueError(f"classes must be a list of class ids, got {classes!r}") from None
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, np.integer))
+           or not 0 <= v < 255]
+    if bad or not values:
+        raise ValueError(f"classes must be class ids in 0..254, at least one, got {list(values)}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"classes must not repeat an id, got {list(values)}")
+    return tuple(int(v) for v in values)
+
+
+def keep_classes(dataset: SegmentationDataset, classes=None) -> SegmentationDataset:
+    """``dataset`` with only ``classes`` kept (a :class:`ClassSubset`); None: unchanged."""
+    return dataset if classes is None else ClassSubset(dataset, classes)
+
+
 # ---------------------------------------------------------------------------
 # Opening a `data` value
 # ---------------------------------------------------------------------------
@@ -399,7 +478,8 @@ def csv_options(csv_path, *, rle_order=None, image_dir=None, class_column=None,
                       "sartorius" if sartorius else None)
 
 
-def check_options(rle_order=None, val_fraction: float = 0.1, overlap: str = DEFAULT_OVERLAP) -> None:
+def check_options(rle_order=None, val_fraction: float = 0.1, overlap: str = DEFAULT_OVERLAP,
+                  classes=None) -> None:
     """Checks the options of :func:`open_split` that need no file.
 
     :class:`~segnet_lib.config.TrainConfig` calls it too, so a config with a
@@ -407,9 +487,12 @@ def check_options(rle_order=None, val_fraction: float = 0.1, overlap: str = DEFA
 
     Raises:
         ValueError: ``rle_order`` is not None, ``'C'`` or ``'F'``,
-            ``val_fraction`` is not in (0, 1), or ``overlap`` is not a policy
-            of :data:`segnet_lib.rle.OVERLAP_POLICIES`.
+            ``val_fraction`` is not in (0, 1), ``overlap`` is not a policy
+            of :data:`segnet_lib.rle.OVERLAP_POLICIES`, or ``classes`` is
+            neither None nor a valid list (:func:`check_classes`).
     """
+    if classes is not None:
+        check_classes(classes)
     for name, value, check in (("rle_order", rle_order, rle.check_order),
                                ("overlap", overlap, rle.check_overlap)):
         if value is not None:
@@ -461,7 +544,8 @@ def check_data(data, *, rle_order=None, image_dir=None, val_csv=None) -> str:
 
 def open_split(data, split: str, *, rle_order=None, image_dir=None, val_csv=None,
                val_fraction: float = 0.1, seed: int = 0, class_column=None,
-               overlap: str = DEFAULT_OVERLAP, class_names=None) -> SegmentationDataset:
+               overlap: str = DEFAULT_OVERLAP, class_names=None,
+               classes=None) -> SegmentationDataset:
     """The dataset that ``data`` and ``split`` name.
 
     Args:
@@ -482,16 +566,25 @@ def open_split(data, split: str, *, rle_order=None, image_dir=None, val_csv=None
         overlap: a CSV's overlap policy (default :data:`DEFAULT_OVERLAP`).
         class_names: a CSV's class names by id (default: from the data; see
             :class:`CSVSegmentation`).
+        classes: class ids to keep, renumbered 0..K-1 in this order, the
+            others void (:class:`ClassSubset`); None: every class.
 
     Returns:
-        A :class:`VOCSegmentation` or :class:`CSVSegmentation`.
+        A :class:`VOCSegmentation` or :class:`CSVSegmentation` (in a
+        :class:`ClassSubset` when ``classes`` is given).
 
     Raises:
         FileNotFoundError: the folder, CSV, an image or a split is missing (named).
         ValueError: a CSV without a pixel order, an unknown CSV split, a CSV
             with fewer than two images to split, or a bad row (named).
     """
-    check_options(rle_order, val_fraction, overlap)
+    check_options(rle_order, val_fraction, overlap, classes)
+    return keep_classes(_open(data, split, rle_order, image_dir, val_csv, val_fraction, seed,
+                              class_column, overlap, class_names), classes)
+
+
+def _open(data, split, rle_order, image_dir, val_csv, val_fraction, seed, class_column, overlap,
+          class_names) -> SegmentationDataset:
     kind = check_data(data, rle_order=rle_order, image_dir=image_dir, val_csv=val_csv)
     if kind == "sample":
         return VOCSegmentation(sample_data.sample_root(), split)
@@ -529,15 +622,16 @@ def open_datasets(config):
     Args:
         config: a :class:`~segnet_lib.config.TrainConfig` (its ``data``,
             ``train_split``, ``val_split``, ``rle_order``, ``image_dir``,
-            ``val_csv``, ``val_fraction``, ``seed``, ``class_column`` and
-            ``overlap``).
+            ``val_csv``, ``val_fraction``, ``seed``, ``class_column``,
+            ``overlap`` and ``classes``).
 
     Returns:
         ``(train_set, val_set)``, each from :func:`open_split`.
     """
     options = dict(rle_order=config.rle_order, image_dir=config.image_dir,
                    val_csv=config.val_csv, val_fraction=config.val_fraction, seed=config.seed,
-                   class_column=config.class_column, overlap=config.overlap)
+                   class_column=config.class_column, overlap=config.overlap,
+                   classes=config.classes)
     return (open_split(config.data, config.train_split, **options),
             open_split(config.data, config.val_split, **options))
 

@@ -38,8 +38,8 @@ from segnet_lib.runtime import session_config
 from segnet_lib.voc import VOC_CLASSES
 
 __all__ = ["EXPORT_DIR", "FROZEN_GRAPH_FILE", "EXPORT_INFO_FILE", "WEIGHTS_FILE", "EXPORT_FORMATS",
-           "inference_graph", "export_model", "export_if_stale", "read_weights", "Predictor",
-           "load_predictor"]
+           "inference_graph", "export_model", "export_if_stale", "read_weights", "stored_values",
+           "Predictor", "load_predictor"]
 
 #: The export folder inside a run folder (what ``train`` writes when it ends).
 EXPORT_DIR = "export"
@@ -107,7 +107,9 @@ def export_model(run_dir, out=None, checkpoint: str = "best", format: str = "fro
             checkpoint prefix.
         format: ``'frozen'``, ``'saved_model'`` or ``'weights'``.
         dtype: the ``'weights'`` format's storage type, ``'float16'`` or
-            ``'float32'`` (the values are float32 again when loaded).
+            ``'float32'`` (the values are float32 again when loaded); a
+            variable that float16 cannot hold stays float32
+            (:func:`stored_values`).
 
     Returns:
         The destination folder.
@@ -149,7 +151,7 @@ def export_model(run_dir, out=None, checkpoint: str = "best", format: str = "fro
                 values = sess.run(variables)
                 out.mkdir(parents=True, exist_ok=True)
                 buffer = io.BytesIO()
-                np.savez_compressed(buffer, **{v.op.name: x.astype(dtype)
+                np.savez_compressed(buffer, **{v.op.name: stored_values(x, dtype)
                                                for v, x in zip(variables, values)})
                 atomic_write_bytes(out / WEIGHTS_FILE, buffer.getvalue())
                 write_config(config, out)
@@ -258,6 +260,20 @@ class Predictor:
     def __repr__(self) -> str:
         return (f"Predictor({self.variant!r}, {self.num_classes} classes, "
                 f"{self.info.get('format')}, step {self.info.get('step')})")
+
+
+def stored_values(values, dtype: str) -> np.ndarray:
+    """``values`` as a ``'weights'`` export stores them: in ``dtype``, unless that overflows.
+
+    float16 holds magnitudes up to 65504. A batch-norm moving variance can be
+    larger (SegNet-Basic's first 7x7 convolution of 0-255 pixels reaches
+    ~1e5), and as float16 it would become inf and zero its channel, so a
+    variable with any value beyond float16's range is stored in float32.
+    """
+    values = np.asarray(values)
+    if dtype == "float16" and np.abs(values).max(initial=0) > np.finfo(np.float16).max:
+        return values.astype(np.float32)
+    return values.astype(dtype)
 
 
 def read_weights(folder) -> dict:

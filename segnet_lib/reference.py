@@ -54,8 +54,8 @@ from segnet_lib.runtime import cpu_count
 from segnet_lib.train import train
 
 __all__ = ["ReferenceRun", "REFERENCE_RUNS", "REFERENCE_ENV", "MANIFEST_FILE", "METRICS_FILE",
-           "reference_root", "path", "select", "rebuild_command", "build", "ship", "check",
-           "manifest", "history", "shipped_size"]
+           "reference_root", "path", "select", "study_name", "rebuild_command", "build", "ship", "check",
+           "manifest", "history", "shipped_size", "machine"]
 
 #: Environment variable that points the library at another ``reference/`` folder.
 REFERENCE_ENV = "SEGNET_REFERENCE_DIR"
@@ -95,6 +95,17 @@ def _search(**changes) -> Callable[[], TrainConfig]:
     return recipe
 
 
+def study_name(decoder: str, seed: int) -> str:
+    """The reference run of one decoder and seed of the decoder study: ``study/<decoder>-seed<k>``."""
+    return f"study/{decoder}-seed{seed}"
+
+
+def _study(decoder: str, seed: int) -> Callable[[], TrainConfig]:
+    def recipe() -> TrainConfig:
+        return recipes.study_recipe("cpu", seed=seed, model_options={"decoder": decoder})
+    return recipe
+
+
 #: Every reference run, by name, in the order ``make reference`` trains them.
 REFERENCE_RUNS = _runs([
     ReferenceRun("sample-segnet", lambda: recipes.sample_recipe("segnet"),
@@ -116,6 +127,10 @@ REFERENCE_RUNS = _runs([
     ReferenceRun("search/no-class-weights",
                  _search(class_weighting="none", steps=1000),
                  "the final recipe without class weights", ship_weights=False),
+    # Notebook 07's decoder study: every decoder with every seed, a few CPU minutes each.
+    *[ReferenceRun(study_name(decoder, seed), _study(decoder, seed),
+                   f"decoder study: SegNet-Basic encoder, decoder {decoder!r}, seed {seed}")
+      for decoder in recipes.STUDY_DECODERS for seed in recipes.STUDY_SEEDS],
 ])
 
 
@@ -174,7 +189,8 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _machine() -> dict:
+def machine() -> dict:
+    """The machine a run was made on: CPU model, cores, TensorFlow and Python versions."""
     model = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -250,7 +266,7 @@ def ship(name: str, run_dir, root=None) -> Path:
     facts = {"name": name, "description": run.description, "command": rebuild_command(name),
              "fingerprint": config.fingerprint(), "data_version": data_version(config.data),
              "steps": config.steps, "created": datetime.date.today().isoformat(),
-             "machine": _machine()}
+             "machine": machine()}
     cpu_file = run_dir / _CPU_FILE
     sessions = json.loads(cpu_file.read_text()) if cpu_file.is_file() else []
     facts["cpu_seconds"] = round(sum(s["cpu_seconds"] for s in sessions), 1) if sessions else None

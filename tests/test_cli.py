@@ -99,6 +99,7 @@ def test_predict_help_explains_every_option(capsys):
     (cli.at_least(float, 0), "0", 0.0),
     (cli.image_size, "320", (320, 320)),
     (cli.image_size, "320X480", (320, 480)),
+    (cli.int_list, "0,1,7", (0, 1, 7)),
 ])
 def test_shared_argument_types_accept(parse, text, expected):
     assert parse(text) == expected
@@ -111,6 +112,7 @@ def test_shared_argument_types_accept(parse, text, expected):
     (cli.image_size, "0x32", "positive sizes"),
     (cli.image_size, "32x32x3", "positive sizes"),
     (cli.image_size, "big", "expected SIZE or HEIGHTxWIDTH, got 'big'"),
+    (cli.int_list, "0,cat", "comma-separated integers, e.g. 0,1,7, got '0,cat'"),
 ])
 def test_shared_argument_types_refuse_with_the_value(parse, text, message):
     with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):

@@ -145,3 +145,21 @@ def test_check_run_dir(tmp_path, tiny_config):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="is not a folder"):
         config.check_run_dir(run, tmp_path / "file")
+
+
+def test_classes_round_trip_and_leave_older_fingerprints_alone(tiny_config):
+    run = tiny_config(classes=[0, 8, 15])
+    assert run.classes == (0, 8, 15)
+    again = config.TrainConfig.from_dict(json.loads(json.dumps(run.to_dict())))
+    assert again == run and again.fingerprint() == run.fingerprint()
+    assert run.fingerprint() != run.replace(classes=None).fingerprint()
+    # Without classes the hash is the one computed before the field existed,
+    # so the shipped runs made then still match their recipes.
+    plain = tiny_config()
+    values = {k: v for k, v in plain.to_dict().items()
+              if k not in config.RESUMABLE_FIELDS and k != "classes"}
+    values["steps"] = plain.steps
+    expected = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
+    assert plain.fingerprint() == expected
+    with pytest.raises(ValueError, match="TrainConfig: classes must not repeat"):
+        tiny_config(classes=[1, 1])

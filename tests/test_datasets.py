@@ -48,6 +48,50 @@ def test_voc_segmentation_size_mismatch_and_bad_values(voc_root, palette_png):
         ds[1]
 
 
+# --- ClassSubset -------------------------------------------------------------
+
+def test_class_subset_renumbers_the_kept_classes_and_voids_the_rest(voc_root):
+    root, pairs = voc_root
+    full = datasets.VOCSegmentation(root, "train")
+    kept = (0, 15, 8)  # background, person, cat: new ids 0, 1, 2
+    ds = datasets.keep_classes(full, kept)
+    assert isinstance(ds, datasets.ClassSubset) and ds.num_classes == 3
+    assert ds.class_names == ("background", "person", "cat") and ds.ids == full.ids
+    for i in range(len(ds)):
+        old = full.read_mask(i)
+        expected = np.full_like(old, 255)
+        for new, cls in enumerate(kept):
+            expected[old == cls] = new
+        assert np.array_equal(ds.read_mask(i), expected)
+        image, mask = ds[i]
+        assert np.array_equal(mask, expected) and np.array_equal(image, full[i][0])
+        assert ds.image_path(i) == full.image_path(i)
+    assert datasets.keep_classes(full, None) is full
+
+
+@pytest.mark.parametrize("classes, message", [
+    ([], "at least one"), ([0, 0], "repeat"), ([0, 255], "0..254"), ([1.5], "0..254"),
+    ([True], "0..254"), (7, "list of class ids"),
+])
+def test_check_classes_names_the_bad_value(classes, message):
+    with pytest.raises(ValueError, match=message):
+        datasets.check_classes(classes)
+
+
+def test_class_subset_refuses_ids_the_dataset_lacks(voc_root):
+    root, _ = voc_root
+    with pytest.raises(ValueError, match=r"classes \[21\]"):
+        datasets.ClassSubset(datasets.VOCSegmentation(root, "train"), [0, 21])
+
+
+def test_open_split_keeps_the_classes_asked_for(voc_root):
+    root, _ = voc_root
+    ds = datasets.open_split(str(root), "val", classes=[0, 1])
+    assert ds.class_names == ("background", "aeroplane")
+    with pytest.raises(ValueError, match="repeat"):
+        datasets.open_split(str(root), "val", classes=[1, 1])
+
+
 # --- CSVSegmentation ---------------------------------------------------------
 
 def test_csv_segmentation_matches_label_maps(tmp_path, rng):

@@ -144,3 +144,13 @@ def test_a_unet_run_trains_exports_and_predicts(tmp_path, tiny_config):
     weights = export.export_model(out, tmp_path / "w", format="weights", dtype="float32")
     with export.load_predictor(weights) as rebuilt:
         np.testing.assert_allclose(rebuilt.predict(image), probs, atol=1e-5)
+
+
+def test_stored_values_keep_float32_where_float16_would_overflow():
+    small = np.array([1.0, -2.5, 65504.0], np.float32)
+    assert export.stored_values(small, "float16").dtype == np.float16
+    large = np.array([1.0, 1e5], np.float32)  # e.g. a first layer's moving variance
+    kept = export.stored_values(large, "float16")
+    assert kept.dtype == np.float32 and np.array_equal(kept, large)
+    assert export.stored_values(large, "float32").dtype == np.float32
+    assert export.stored_values(np.zeros(0, np.float32), "float16").dtype == np.float16

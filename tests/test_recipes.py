@@ -1,7 +1,7 @@
 """segnet_lib.recipes: the recipes, their registries and the one-line descriptions."""
 import pytest
 
-from segnet_lib import config, recipes, voc
+from segnet_lib import config, recipes, sample_data, voc
 
 
 @pytest.mark.parametrize("name", list(recipes.RECIPES))
@@ -36,20 +36,26 @@ def test_voc_gpu_recipe_reads_the_voc_root(monkeypatch, tmp_path):
 def test_study_recipes():
     cpu = recipes.study_recipe("cpu")
     assert cpu.variant == "segnet_basic" and cpu.data == "sample"
-    # One validation and one checkpoint, at the end: the scored weights are the last.
-    assert cpu.val_every == cpu.checkpoint_every == cpu.steps
-    # Changed steps move that one validation and checkpoint with them (the CLI's --steps).
+    # The sample data's six classes, so that 16 features reduce to 6 class maps.
+    assert cpu.classes == sample_data.SAMPLE_CLASS_IDS
+    assert cpu.model_config().width_multiplier * 64 >= len(cpu.classes)
+    # Validated on every validation image, evenly, and one checkpoint at the end:
+    # the scored weights are the last.
+    assert cpu.val_every * recipes.STUDY_VALIDATIONS == cpu.steps
+    assert cpu.checkpoint_every == cpu.steps and cpu.val_images is None
+    # Changed steps move the validations and the checkpoint with them (the CLI's --steps).
     longer = recipes.study_recipe("cpu", steps=40, seed=2)
-    assert longer.val_every == longer.checkpoint_every == longer.summary_every == 40
+    assert longer.checkpoint_every == longer.summary_every == 40 and longer.val_every == 4
     # ... and nothing else differs.
-    assert longer.replace(steps=600, seed=0, val_every=600, checkpoint_every=600,
-                          summary_every=600) == cpu
+    assert longer.replace(steps=cpu.steps, seed=0, val_every=cpu.val_every,
+                          checkpoint_every=cpu.steps, summary_every=cpu.steps) == cpu
     paper = recipes.study_recipe("paper")
     assert (paper.optimizer, paper.learning_rate, paper.momentum, paper.batch_size) == (
         "sgd", 0.1, 0.9, 12)
     assert set(recipes.STUDY_RECIPES) == {"cpu", "paper"}
     with pytest.raises(ValueError, match="size"):
         recipes.study_recipe("huge")
+    assert len(recipes.STUDY_DECODERS) == 5 and len(recipes.STUDY_SEEDS) >= 3
 
 
 def test_summaries_are_the_docstrings_first_lines():

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from segnet_lib import datasets, export, reference, sample_data
+from segnet_lib import datasets, export, recipes, reference, sample_data
 
 
 @pytest.mark.parametrize("name", list(reference.REFERENCE_RUNS))
@@ -18,6 +18,18 @@ def test_every_shipped_run_matches_the_code(name):
     problems = reference.check(name)
     assert problems == [], (f"reference/{name} is stale: {'; '.join(problems)}. "
                             f"Rebuild it with: {reference.rebuild_command(name)}")
+
+
+def test_the_decoder_study_is_one_run_per_decoder_and_seed():
+    names = [n for n in reference.REFERENCE_RUNS if n.startswith("study/")]
+    assert names == [reference.study_name(d, s) for d in recipes.STUDY_DECODERS
+                     for s in recipes.STUDY_SEEDS]
+    base = recipes.study_recipe("cpu")
+    for decoder in recipes.STUDY_DECODERS:
+        for seed in recipes.STUDY_SEEDS:
+            config = reference.REFERENCE_RUNS[reference.study_name(decoder, seed)].recipe()
+            # Only the decoder and the seed differ from the study's recipe.
+            assert config == base.replace(seed=seed, model_options={"decoder": decoder})
 
 
 def test_the_shipped_runs_stay_small():

@@ -109,6 +109,16 @@ def image_size(text: str):
     return values
 
 
+def int_list(text: str):
+    """An argparse ``type``: ``'0,1,7'`` -> ``(0, 1, 7)`` (comma-separated integers)."""
+    try:
+        values = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, e.g. 0,1,7, got {text!r}") from None
+    return values
+
+
 def model_path(text: str, flag: str = "--checkpoint") -> Path:
     """A model argument as a path: a run folder, an export, or a shipped reference run's name.
 
@@ -141,7 +151,8 @@ def add_config_options(parser, config_class, names=None) -> list:
 
     The flag, help, metavar and choices come from each field's metadata (see
     :class:`segnet_lib.config.TrainConfig`), the value type from its annotation
-    (``bool``: ``--x/--no-x``; a ``(height, width)`` tuple: ``HxW``). Every
+    (``bool``: ``--x/--no-x``; a ``(height, width)`` tuple: ``HxW``; a tuple of
+    any length: comma-separated integers). Every
     default is None, meaning "not given": the command decides what that means
     (a recipe, a saved run).
 
@@ -165,7 +176,10 @@ def add_config_options(parser, config_class, names=None) -> list:
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
         else:
-            options["type"] = image_size if typing.get_origin(kind) is tuple else kind
+            if typing.get_origin(kind) is tuple:
+                options["type"] = int_list if Ellipsis in typing.get_args(kind) else image_size
+            else:
+                options["type"] = kind
             if field.metadata.get("choices"):
                 options["choices"] = field.metadata["choices"]
             if field.metadata.get("metavar"):

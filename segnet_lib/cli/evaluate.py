@@ -117,17 +117,19 @@ def open_data(args: argparse.Namespace, run_config=None):
 
     Options not given come from ``run_config`` (the run's saved config) when
     ``--data`` names the same data, so a CSV's held-out split is the one the
-    run trained without.
+    run trained without. A run trained on some classes only
+    (``TrainConfig.classes``) is scored on those, renumbered as it learnt them.
     """
+    classes = run_config.classes if run_config is not None else None
     if args.data is None:
-        return datasets.book_dataset(args.split)
+        return datasets.keep_classes(datasets.book_dataset(args.split), classes)
     names = (*_DATA_FIELDS, "seed")
     defaults = TrainConfig()
     options = {k: getattr(defaults, k) for k in names}
     if run_config is not None and _resolved(run_config.data) == _resolved(args.data):
         options.update({k: getattr(run_config, k) for k in names})
     options.update({k: getattr(args, k) for k in _DATA_FIELDS if getattr(args, k) is not None})
-    return datasets.open_split(_resolved(args.data), args.split, **options)
+    return datasets.open_split(_resolved(args.data), args.split, classes=classes, **options)
 
 
 def _name_mismatch(model_names, data_names) -> str:
