@@ -122,7 +122,7 @@ def test_toc_lists_every_notebook_in_order():
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
 # Notebooks still without the Colab cell: `python tools/colab_cell.py PATH` adds
 # it, and then the notebook leaves this set (strict xfail fails until it does).
-WITHOUT_COLAB_CELL = {"07_decoder_study"}
+WITHOUT_COLAB_CELL: set = set()
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -102,9 +102,11 @@ def test_weights_export_predicts_like_the_frozen_graph(tiny_run, tmp_path):
         rounded = loaded.predict(image)
     # Rounding every weight to 11 significant bits moves the probabilities of
     # this barely trained model (its batch-norm statistics are still mostly
-    # their start values) a little, and its arg-max classes hardly at all.
+    # their start values) a little. Its classes are near ties at many pixels
+    # (about one in ten flips on the sample data v5), but a broken export
+    # (weights in the wrong places) would agree on few pixels.
     assert np.abs(rounded - expected).mean() < 2e-3
-    assert (rounded.argmax(-1) == expected.argmax(-1)).mean() > 0.9
+    assert (rounded.argmax(-1) == expected.argmax(-1)).mean() > 0.8
     with pytest.raises(ValueError, match="dtype='int8'"):
         export.export_model(out, tmp_path / "w8", format="weights", dtype="int8")
 
