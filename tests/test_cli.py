@@ -381,10 +381,13 @@ def test_reference_lists_checks_and_refuses_unknown_names(tmp_path, capsys):
     assert cli.main(["reference", "--list"]) == cli.EXIT_OK
     listed = capsys.readouterr().out
     assert "sample-segnet" in listed and "sample-bayesian" in listed
+    # Pending runs are listed, marked, and left out of --check with no names.
+    assert "cells-unet" in listed and "[pending: not shipped yet]" in listed
     # An empty reference folder: every run is missing, named with its rebuild command.
     assert cli.main(["reference", "--check", "--out", str(tmp_path)]) == cli.EXIT_FAILED
     out = capsys.readouterr().out
     assert "sample-segnet: " in out and "make reference RUNS=sample-segnet" in out
+    assert "cells-unet" not in out
     with pytest.raises(SystemExit) as refused:
         cli.main(["reference", "no-such-run"])
     assert refused.value.code == cli.EXIT_REFUSED
@@ -409,7 +412,8 @@ def test_cells_is_named_data_with_the_cpu_recipe(tmp_path, monkeypatch):
     monkeypatch.setattr(cells, "cells_root", lambda: pytest.fail("generated data"))
     args = cli.build_parser().parse_args(["train", "--out", str(tmp_path / "r"), "--data", "cells"])
     config = cli_train.build_config(args)
-    assert config == recipes.sample_recipe().replace(data="cells")  # not resolved to a path
+    # The cells recipe (not resolved to a path), with the CLI's default variant.
+    assert config == recipes.cells_recipe("segnet")
 
 
 def test_a_sartorius_download_trains_evaluates_and_predicts_by_cell_type(sartorius_copy, tmp_path,

@@ -1,7 +1,9 @@
 """segnet_lib.recipes: the recipes, their registries and the one-line descriptions."""
+import numpy as np
 import pytest
 
-from segnet_lib import config, recipes, sample_data, voc
+from segnet_lib import cells, config, datasets, model, recipes, sample_data, voc
+from segnet_lib._tf import tf
 
 
 @pytest.mark.parametrize("name", list(recipes.RECIPES))
@@ -62,3 +64,44 @@ def test_summaries_are_the_docstrings_first_lines():
     for recipe in (*recipes.RECIPES.values(), *recipes.STUDY_RECIPES.values()):
         summary = recipes.summary(recipe)
         assert summary and recipe.__doc__.strip().startswith(summary) and "\n" not in summary
+
+
+def test_cells_recipe_gives_unet_and_segnet_one_budget():
+    unet, segnet = recipes.cells_recipe("unet"), recipes.cells_recipe("segnet")
+    assert (unet.variant, segnet.variant) == ("unet", "segnet")
+    # Everything but the model is the same: steps, crops, batches, optimiser, data.
+    assert unet.replace(variant="segnet") == segnet
+    assert (unet.data, unet.val_fraction, unet.crop_size, unet.batch_size, unet.steps) == (
+        "cells", 0.2, (128, 128), 8, 3000)
+    # The cells at their own scale: no rescaling that would shrink cort to a few pixels.
+    assert unet.min_scale == unet.max_scale == 1.0
+    assert unet.deterministic and unet.val_images is None
+    assert unet.steps % unet.val_every == 0 and unet.steps % unet.checkpoint_every == 0
+    assert recipes.describe(unet) == "unet x0.25, 128x128 crops, batch 8, adam 0.001 (poly), 3000 steps"
+    assert recipes.RECIPES["cells-cpu"] is recipes.cells_recipe
+
+
+def test_cells_recipe_parameters_are_what_its_docstring_says():
+    counts = {}
+    for variant in ("unet", "segnet"):
+        with tf.Graph().as_default() as graph:
+            images = tf.placeholder(tf.float32, [1, 64, 64, 3])
+            model.build(images, len(cells.CLASS_NAMES), False,
+                        recipes.cells_recipe(variant).model_config())
+            counts[variant] = model.count_parameters(graph=graph)
+    assert counts == {"unet": 1_942_628, "segnet": 1_845_556}
+    assert "1.94M" in recipes.cells_recipe.__doc__ and "1.85M" in recipes.cells_recipe.__doc__
+
+
+def test_cells_recipe_holds_out_ten_images_of_each_cell_type():
+    config = recipes.cells_recipe()
+    train_set, val_set = datasets.open_datasets(config)
+    assert (len(train_set), len(val_set)) == (120, 30)
+    # A generated image holds one cell type: its label map's one non-zero class.
+    types = [int(np.setdiff1d(np.unique(val_set[i][1]), [0])[0]) for i in range(len(val_set))]
+    assert np.bincount(types, minlength=4)[1:].tolist() == [10, 10, 10]
+
+
+def test_generated_data_starts_from_its_own_recipe():
+    assert set(recipes.DEFAULT_RECIPES) == set(datasets.NAMED_DATA)
+    assert set(recipes.DEFAULT_RECIPES.values()) <= set(recipes.RECIPES)

@@ -113,3 +113,37 @@ def test_ship_refuses_an_unfinished_or_foreign_run(tmp_path, tiny_registry, tiny
         reference.ship("tiny", run_dir, tmp_path / "reference")
     with pytest.raises(KeyError, match="no reference run matches"):
         reference.select(["nothing*"])
+
+
+def test_pending_runs_are_built_by_name_but_not_checked():
+    assert set(reference.PENDING_RUNS).isdisjoint(reference.REFERENCE_RUNS)
+    assert {"cells-unet", "cells-segnet"} <= set(reference.PENDING_RUNS)
+    # Not among the runs `make reference` rebuilds with no names (nor checked above) ...
+    assert set(reference.select()).isdisjoint(reference.PENDING_RUNS)
+    # ... but buildable by name or glob, with a rebuild command like any other.
+    assert reference.select(["cells-*"]) == ["cells-unet", "cells-segnet"]
+    assert reference.rebuild_command("cells-unet") == "make reference RUNS=cells-unet"
+    assert reference.PENDING_RUNS["cells-unet"].recipe() == recipes.cells_recipe("unet")
+    assert reference.PENDING_RUNS["cells-segnet"].recipe() == recipes.cells_recipe("segnet")
+
+
+@pytest.mark.parametrize("name", list(reference.PENDING_RUNS))
+def test_a_shipped_run_does_not_stay_pending(name):
+    # Once `make reference RUNS=<name>` has shipped it, it belongs in REFERENCE_RUNS,
+    # where the staleness test guards it.
+    with pytest.raises(FileNotFoundError, match=f"rebuild it with `make reference RUNS={name}`"):
+        reference.path(name)
+
+
+def test_a_pending_run_builds_ships_and_checks_like_a_registered_one(tmp_path, monkeypatch,
+                                                                     tiny_config):
+    monkeypatch.setattr(reference, "REFERENCE_RUNS", {})
+    monkeypatch.setattr(reference, "PENDING_RUNS", {"new": reference.ReferenceRun(
+        "new", lambda: tiny_config(steps=2, val_every=2), "a pending run")})
+    root = tmp_path / "reference"
+    assert reference.select() == [] and reference.select(["new"]) == ["new"]
+    folder = reference.build("new", tmp_path / "runs", root, progress=False)
+    assert reference.path("new", root) == folder and reference.check("new", root) == []
+    assert reference.manifest("new", root)["command"] == "make reference RUNS=new"
+    with pytest.raises(KeyError, match="no reference run 'old'; known: new"):
+        reference.path("old", root)

@@ -12,6 +12,7 @@ Examples:
   python -m segnet_lib reference --list
   python -m segnet_lib reference sample-segnet
   python -m segnet_lib reference study          (every run under study/)
+  python -m segnet_lib reference cells-unet     (a pending run: built only when named)
   python -m segnet_lib reference --check
 """
 from __future__ import annotations
@@ -27,7 +28,8 @@ HELP = "train the book's reference runs and ship them under reference/ (make ref
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds this command's options to ``parser``."""
     parser.add_argument("names", nargs="*", metavar="NAME",
-                        help="runs to build: names or globs (e.g. 'study/*'); none: all")
+                        help="runs to build: names or globs (e.g. 'study/*'); none: every "
+                             "shipped run (pending ones are built only when named)")
     parser.add_argument("--list", action="store_true", help="list the runs and exit")
     parser.add_argument("--check", action="store_true",
                         help="only check that the shipped runs match the code (exit 1 if not)")
@@ -46,8 +48,11 @@ def run(args: argparse.Namespace) -> int:
     except KeyError as err:
         raise Refused(str(err.args[0])) from None
     if args.list:
-        for name in names:
-            print(f"{name:<28} {reference.REFERENCE_RUNS[name].description}")
+        pending = reference.PENDING_RUNS
+        for name in names + ([] if args.names else list(pending)):
+            run = pending.get(name) or reference.REFERENCE_RUNS[name]
+            print(f"{name:<28} {run.description}" + (" [pending: not shipped yet]"
+                                                      if name in pending else ""))
         return EXIT_OK
     setup(verbose=False)
     if args.check:

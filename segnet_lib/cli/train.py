@@ -1,8 +1,8 @@
 """Train SegNet, or resume a run: rerunning with the same --out continues it.
 
 Every setting starts from a recipe (listed below, with what each sets) and can
-be overridden one by one; the default recipe is sample-cpu for the generated
-data (--data sample or cells) and voc-gpu otherwise.
+be overridden one by one; the default recipe is sample-cpu for --data sample,
+cells-cpu for --data cells (the generated data) and voc-gpu otherwise.
 
 --data takes 'sample', 'cells', a VOC folder or an RLE CSV. A CSV is read as
 its header says: the Sartorius train.csv header (id, annotation, width, height,
@@ -58,8 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="run folder; rerunning with the same --out resumes the run")
     parser.add_argument("--recipe", choices=tuple(recipes.RECIPES), default=None, help=(
-        "starting settings (see below); default: sample-cpu for --data sample or cells, "
-        "else voc-gpu"))
+        "starting settings (see below); default: sample-cpu for --data sample, cells-cpu "
+        "for --data cells, else voc-gpu"))
     add_config_options(parser, TrainConfig)
     parser.add_argument("--export-format", choices=export.EXPORT_FORMATS + ("none",),
                         default="frozen",
@@ -97,7 +97,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
                      **given}
     else:
         data = given.get("data", "sample")
-        name = args.recipe or ("sample-cpu" if data in datasets.NAMED_DATA else "voc-gpu")
+        name = args.recipe or recipes.DEFAULT_RECIPES.get(data, "voc-gpu")
         base = recipes.RECIPES[name](given.get("variant", "segnet"))
     config = base.replace(**given)
     datasets.check_data(config.data, rle_order=config.rle_order, image_dir=config.image_dir,
