@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from segnet_lib import (cells, checkpoints, cli, config, datasets, export, recipes, rle, rle_csv,
-                        sample_data, unet, voc)
+from segnet_lib import (cells, checkpoints, cli, config, datasets, export, recipes, reference,
+                        rle, rle_csv, sample_data, unet, voc)
 from segnet_lib.cli import train as cli_train
 
 # A run that takes seconds (see tests/test_train.py for the same idea).
@@ -377,17 +377,22 @@ def test_a_failure_during_the_work_exits_with_1(tmp_path, capsys):
     assert "bad.csv, line 4 (id 'c')" in capsys.readouterr().err
 
 
-def test_reference_lists_checks_and_refuses_unknown_names(tmp_path, capsys):
+def test_reference_lists_checks_and_refuses_unknown_names(tmp_path, capsys, monkeypatch):
+    pending = reference.ReferenceRun("new-run", recipes.sample_recipe, "a run not shipped yet")
+    monkeypatch.setattr(reference, "PENDING_RUNS", {"new-run": pending})
     assert cli.main(["reference", "--list"]) == cli.EXIT_OK
     listed = capsys.readouterr().out
     assert "sample-segnet" in listed and "sample-bayesian" in listed
     # Pending runs are listed, marked, and left out of --check with no names.
-    assert "cells-unet" in listed and "[pending: not shipped yet]" in listed
+    assert "new-run" in listed and "a run not shipped yet [pending: not shipped yet]" in listed
+    assert cli.main(["reference", "--list", "new-run"]) == cli.EXIT_OK
+    assert capsys.readouterr().out.split() == ["new-run", *pending.description.split(), "[pending:",
+                                               "not", "shipped", "yet]"]
     # An empty reference folder: every run is missing, named with its rebuild command.
     assert cli.main(["reference", "--check", "--out", str(tmp_path)]) == cli.EXIT_FAILED
     out = capsys.readouterr().out
     assert "sample-segnet: " in out and "make reference RUNS=sample-segnet" in out
-    assert "cells-unet" not in out
+    assert "new-run" not in out
     with pytest.raises(SystemExit) as refused:
         cli.main(["reference", "no-such-run"])
     assert refused.value.code == cli.EXIT_REFUSED
