@@ -253,12 +253,17 @@ def build(name: str, runs_dir="runs/reference", root=None, progress: bool = True
     before, began = _cpu_seconds(), time.perf_counter()
     train(config, run_dir, progress=progress, export=False, log=print if progress else None)
     spent = {"cpu_seconds": _cpu_seconds() - before, "wall_seconds": time.perf_counter() - began}
-    cpu_file = run_dir / _CPU_FILE
-    sessions = json.loads(cpu_file.read_text()) if cpu_file.is_file() else []
+    sessions = _cpu_sessions(run_dir)
     if checkpoint_dirs(run_dir) and (not sessions or spent["cpu_seconds"] > 1.0):
         sessions.append(spent)
-        atomic_write_text(cpu_file, json.dumps(sessions, indent=1))
+        atomic_write_text(run_dir / _CPU_FILE, json.dumps(sessions, indent=1))
     return ship(name, run_dir, root)
+
+
+def _cpu_sessions(run_dir: Path) -> list:
+    """The CPU and wall seconds of each training session of a run (empty: none recorded)."""
+    cpu_file = run_dir / _CPU_FILE
+    return json.loads(cpu_file.read_text()) if cpu_file.is_file() else []
 
 
 def _score(folder: Path, val_set) -> dict:
@@ -298,8 +303,7 @@ def ship(name: str, run_dir, root=None) -> Path:
              "fingerprint": config.fingerprint(), "data_version": data_version(config.data),
              "steps": config.steps, "created": datetime.date.today().isoformat(),
              "machine": machine()}
-    cpu_file = run_dir / _CPU_FILE
-    sessions = json.loads(cpu_file.read_text()) if cpu_file.is_file() else []
+    sessions = _cpu_sessions(run_dir)
     facts["cpu_seconds"] = round(sum(s["cpu_seconds"] for s in sessions), 1) if sessions else None
     facts["wall_seconds"] = round(sum(s["wall_seconds"] for s in sessions), 1) if sessions else None
     prefix = str(found[-1][1] / "model")

@@ -52,7 +52,7 @@ import pandas as pd
 
 from segnet_lib import export, memory, metrics, model, reference, sample_data, train
 from segnet_lib._tf import tf
-from segnet_lib.checkpoints import read_history
+from segnet_lib.checkpoints import HISTORY_FILE, read_history
 from segnet_lib.datasets import open_datasets
 from segnet_lib.files import atomic_write_text, cache_dir
 from segnet_lib.recipes import STUDY_DECODERS, STUDY_SEEDS, study_recipe
@@ -561,7 +561,7 @@ def curves(runs: Mapping) -> pd.DataFrame:
     frames = []
     for (decoder, seed), folder in runs.items():
         folder = Path(folder)
-        history = read_history(folder if (folder / "history.csv").is_file() else folder.parent)
+        history = read_history(folder if (folder / HISTORY_FILE).is_file() else folder.parent)
         rows = history.dropna(subset=["val_mean_iou"])[["step", "val_mean_iou", "val_loss"]]
         frames.append(rows.assign(decoder=decoder, seed=seed))
     columns = ["decoder", "seed", "step", "val_mean_iou", "val_loss"]
