@@ -152,6 +152,15 @@ def test_cells_touch_and_annotations_overlap(drawn):
     assert np.mean(touching) > 0.5 and overlapping > 0
 
 
+def test_every_annotated_cell_is_one_piece(drawn):
+    """Real annotations are one 8-connected piece per cell; a sub-pixel process
+    that thresholds into dashes must not add fragments to its cell's mask."""
+    eight = np.ones((3, 3), bool)
+    for t, images in drawn.items():
+        pieces = [ndimage.label(m, structure=eight)[1] for _, ms in images for m in ms]
+        assert set(pieces) == {1}, (t, sorted(set(pieces)))
+
+
 def test_no_intensity_threshold_separates_the_cell_types(drawn):
     pixels = {t: np.concatenate([img[np.any(ms, axis=0)] for img, ms in images])
               for t, images in drawn.items()}
