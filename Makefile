@@ -7,7 +7,9 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 
-.PHONY: setup book test execute bench gpu-check sample-data clean help
+RUNS ?=
+
+.PHONY: setup book test execute bench gpu-check reference lab sample-data clean help
 
 help:
 	@echo "make book     build the HTML book into _build/html (creates .venv on first use)"
@@ -15,6 +17,8 @@ help:
 	@echo "make execute  re-run every notebook and store its outputs (after changing one)"
 	@echo "make bench    run the side-by-side benchmarks in benchmarks/"
 	@echo "make gpu-check  the full SegNet's speed and memory on this GPU, beside the paper's"
+	@echo "make reference  retrain and re-ship the reference runs (RUNS='name ...' for some)"
+	@echo "make lab      install JupyterLab into .venv and open the notebooks"
 	@echo "make clean    remove _build/, runs/ and caches (keeps .venv)"
 
 setup: $(STAMP)
@@ -57,6 +61,15 @@ bench: $(STAMP)
 # 360x480 beside the paper's Table 6 (GPU_CHECK_ARGS=--smoke: a tiny CPU run).
 gpu-check: $(STAMP)
 	$(BIN)/python -m segnet_lib gpu-check $(GPU_CHECK_ARGS)
+
+# The trained models the book shows: trained to the end on the CPU and shipped
+# small under reference/ (python -m segnet_lib reference --list names them).
+reference: $(STAMP)
+	$(BIN)/python -m segnet_lib reference $(RUNS)
+
+lab: $(STAMP)
+	$(BIN)/python -m pip install --quiet "jupyterlab>=4"
+	$(BIN)/jupyter lab notebooks/
 
 sample-data: $(STAMP)
 	$(BIN)/python -m segnet_lib sample-data

@@ -62,8 +62,8 @@ def train_step_rate(crop, batch, width, steps, warm_up=2):
         rng = np.random.default_rng(0)
         images = tf.constant(rng.normal(0, 50, (batch, *crop, 3)).astype(np.float32))
         labels = tf.constant(rng.integers(0, 21, (batch, *crop)).astype(np.int32))
-        logits, _ = model.segnet(images, 21, is_training=True,
-                                 config=model.SegNetConfig(width_multiplier=width))
+        logits, _ = model.build(images, 21, is_training=True,
+                                config=model.SegNetConfig(width_multiplier=width))
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=labels, logits=logits))
         with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)):

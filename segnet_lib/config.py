@@ -2,7 +2,8 @@
 
 One home per rule. A :class:`TrainConfig` checks only what is its own (the
 optimiser, the schedule, the reporting intervals, the seed); the model's
-fields are checked by :class:`segnet_lib.model.SegNetConfig`, the input's by
+fields are checked by its config (:class:`segnet_lib.model.SegNetConfig`, or
+:class:`segnet_lib.unet.UNetConfig` for ``variant='unet'``), the input's by
 :class:`segnet_lib.data.InputConfig` and the data options by
 :func:`segnet_lib.datasets.check_options`, which :meth:`TrainConfig.validate`
 builds and calls, so each message comes from the one place that knows the rule.
@@ -24,13 +25,16 @@ from typing import Any, Mapping, Optional, Tuple
 
 import numpy as np
 
-from segnet_lib import data, datasets, model, rle
+from segnet_lib import data, datasets, model, rle, unet
 from segnet_lib.checkpoints import CONFIG_FILE, LOCK_FILE
 from segnet_lib.files import atomic_write_text
 from segnet_lib.runtime import PRECISIONS, cpu_count
 
 __all__ = ["TrainConfig", "read_config", "write_config", "check_run_dir", "config_differences",
-           "RESUMABLE_FIELDS", "OPTIMIZERS", "LR_SCHEDULES", "CLASS_WEIGHTING"]
+           "RESUMABLE_FIELDS", "OPTIMIZERS", "LR_SCHEDULES", "CLASS_WEIGHTING", "MODEL_VARIANTS"]
+
+#: Values of ``TrainConfig.variant``: the SegNet variants and U-Net.
+MODEL_VARIANTS = (*model.VARIANTS, unet.VARIANT)
 
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "poly")
@@ -42,10 +46,14 @@ CLASS_WEIGHTING = ("median_frequency", "none")
 RESUMABLE_FIELDS = ("steps", "log_every", "val_every", "val_images", "checkpoint_every",
                     "keep_last", "summary_every", "xla", "gpus", "workers", "worker_index")
 
-# Fields added after runs were shipped: left out of the fingerprint while they
-# hold their default, so the fingerprint (and the folder name of a cached
-# sample run) of every earlier config is unchanged.
-_LATER_FIELDS = ("precision", "xla", "gpus", "workers", "worker_index")
+# Fields added after runs were fingerprinted, with the value that computes what
+# those runs computed: left out of the fingerprint at that value, so a shipped
+# run does not turn stale because a field it could not have set appeared.
+# (Overlapping CSV rows were an error before 'overlap' existed: no older run
+# read any, so 'last' changes none of them. The later fields xla, gpus, workers
+# and worker_index are resumable, so never in the fingerprint.)
+_LATER_FIELDS = {"class_column": None, "overlap": "last", "classes": None,
+                 "precision": "float32"}
 
 # Fields that must be positive integers (batch_size is InputConfig's to check).
 _POSITIVE_INTS = ("steps", "log_every", "val_every", "checkpoint_every", "keep_last",
@@ -66,42 +74,61 @@ def _option(default, help: str, flag: Optional[str] = None, metavar: Optional[st
 class TrainConfig:
     """Every hyper-parameter of a run; saved as ``config.json`` in the run folder.
 
-    Change fields with :meth:`replace`. The defaults are the paper's recipe
-    (SGD, momentum 0.9, weight decay 5e-4, fixed learning rate, median-frequency
-    class balancing) at a size that fits one GPU; :mod:`segnet_lib.recipes`
+    Change fields with :meth:`replace`. The defaults follow the paper where it
+    says (SGD with momentum 0.9 at a fixed learning rate, median-frequency class
+    balancing) and usual VGG16 fine-tuning where it does not (weight decay 5e-4),
+    at a size that fits one GPU; :mod:`segnet_lib.recipes`
     has the recipes the book and the command line start from.
     """
 
-    data: str = _option("sample", metavar="{sample,DIR,CSV}", help=(
-        "'sample' (the generated sample data), a VOC-layout folder (JPEGImages, "
-        "SegmentationClass, ImageSets/Segmentation) or a Kaggle-style RLE CSV "
-        "(see segnet_lib.datasets.open_split)"))
+    data: str = _option("sample", metavar="{sample,cells,DIR,CSV}", help=(
+        "'sample' (the generated sample data), 'cells' (generated cell images in the "
+        "Sartorius train.csv layout), a VOC-layout folder (JPEGImages, "
+        "SegmentationClass, ImageSets/Segmentation) or a Kaggle-style RLE CSV, e.g. "
+        "Sartorius' train.csv (see segnet_lib.datasets.open_split)"))
     train_split: str = _option("train", metavar="NAME", help=(
         "split to train on: a list in ImageSets/Segmentation; for a CSV, 'train' "
         "(the images not held out)"))
     val_split: str = _option("val", metavar="NAME", help=(
         "split to validate on; for a CSV, 'val' (the held-out images)"))
     image_dir: Optional[str] = _option(None, metavar="DIR", help=(
-        "the images of a CSV (unset: JPEGImages next to the CSV if it exists, else "
-        "the CSV's folder)"))
+        "the images of a CSV (unset: train/ next to a Sartorius train.csv, else "
+        "JPEGImages next to the CSV; if that does not exist, the CSV's folder)"))
     rle_order: Optional[str] = _option(None, choices=rle.ORDERS, help=(
-        "pixel order of a CSV's RLE strings: C = row-major (e.g. Sartorius), "
-        "F = column-major (e.g. Carvana, Airbus); required with a CSV"))
+        "pixel order of a CSV's RLE strings: C = row-major (e.g. Carvana, Sartorius), "
+        "F = column-major (e.g. Airbus, TGS Salt); required with a CSV unless its "
+        "header is Sartorius' (id, annotation, cell_type: then C)"))
+    class_column: Optional[str] = _option(None, metavar="NAME", help=(
+        "a CSV's class column, holding names or ids (unset: cell_type for the "
+        "Sartorius header, else one named class, class_id, ClassId, category_id or "
+        "label; without one, every mask is one 'foreground' class). Names become "
+        "classes 1, 2, ... after the background: the Sartorius cell types as "
+        "shsy5y, astro, cort, other names sorted"))
+    overlap: str = _option(datasets.DEFAULT_OVERLAP, choices=rle.OVERLAP_POLICIES, help=(
+        "where two rows of a CSV cover one pixel: last (the later row wins; instance "
+        "annotations such as Sartorius' overlap), first, or error (refuse, naming "
+        "both rows)"))
     val_csv: Optional[str] = _option(None, metavar="CSV", help=(
         "a second CSV with the validation masks (unset: hold out val_fraction of the "
         "CSV's images)"))
     val_fraction: float = _option(0.1, metavar="F", help=(
         "share of a CSV's images held out for validation (drawn with the seed)"))
-    variant: str = _option("segnet", choices=model.VARIANTS, help=(
+    classes: Optional[Tuple[int, ...]] = _option(None, metavar="IDS", help=(
+        "class ids to keep, e.g. 0,1,7,8,13,15: renumbered 0..K-1 in this order, every "
+        "other class void (unset: every class; see segnet_lib.datasets.ClassSubset)"))
+    variant: str = _option("segnet", choices=MODEL_VARIANTS, help=(
         "segnet: VGG16 encoder + mirrored decoder; segnet_basic: 4+4 layers of 64 "
-        "features; bayesian: segnet with dropout for Monte Carlo uncertainty"))
+        "features; bayesian: segnet with dropout for Monte Carlo uncertainty; unet: "
+        "U-Net (Ronneberger et al. 2015; model_options are UNetConfig fields)"))
     width_multiplier: float = _option(1.0, metavar="W", help=(
-        "scales every layer's features (0.25: 1/16 of the compute, trains on a CPU)"))
+        "scales every layer's features (0.25: 1/16 of the compute, trains on a CPU; "
+        "for unet, its base_features)"))
     dropout_rate: float = _option(0.5, metavar="P", help=(
         "dropout probability of the bayesian variant"))
     model_options: Mapping[str, Any] = _option(None, factory=dict, flag="", help=(
         "further segnet_lib.model.SegNetConfig fields, e.g. {'decoder': 'unpool', "
-        "'batch_norm_decay': 0.9}"))
+        "'batch_norm_decay': 0.9}, or for unet segnet_lib.unet.UNetConfig fields, e.g. "
+        "{'depth': 3, 'batch_norm': False}"))
     vgg16_weights: Optional[str] = _option(None, flag="--vgg16", metavar="FILE", help=(
         "VGG16 ImageNet weights (.h5 or .npz, see segnet_lib.weights.load_vgg16) for the "
         "encoder, as the paper did (segnet and bayesian variants, width 1); unset: from "
@@ -175,6 +202,11 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, tuple(int(v) for v in value))
+        if self.classes is not None and not isinstance(self.classes, (str, bytes)):
+            try:
+                object.__setattr__(self, "classes", tuple(self.classes))
+            except TypeError:
+                pass  # validate() names the bad value
         object.__setattr__(self, "model_options", dict(self.model_options or {}))
         self.validate()
 
@@ -186,6 +218,8 @@ class TrainConfig:
 
         need(isinstance(self.data, str) and self.data,
              f"data must be 'sample', a folder or a CSV, got {self.data!r}")
+        need(self.variant in MODEL_VARIANTS,
+             f"variant={self.variant!r}; expected one of {MODEL_VARIANTS}")
         need(self.optimizer in OPTIMIZERS, f"optimizer={self.optimizer!r}; expected one of {OPTIMIZERS}")
         need(self.lr_schedule in LR_SCHEDULES,
              f"lr_schedule={self.lr_schedule!r}; expected one of {LR_SCHEDULES}")
@@ -216,7 +250,7 @@ class TrainConfig:
         need(isinstance(self.worker_index, (int, np.integer)) and self.worker_index >= 0,
              f"worker_index must be a non-negative integer, got {self.worker_index!r}")
         try:  # the other configs' own checks speak for their fields
-            datasets.check_options(self.rle_order, self.val_fraction)
+            datasets.check_options(self.rle_order, self.val_fraction, self.overlap, self.classes)
             self.model_config()
             self.input_config(training=True)
         except ValueError as err:
@@ -226,17 +260,37 @@ class TrainConfig:
         """Returns a copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
-    def model_config(self) -> model.SegNetConfig:
-        """The :class:`segnet_lib.model.SegNetConfig` of this run."""
-        known = {f.name for f in dataclasses.fields(model.SegNetConfig)}
+    def model_config(self):
+        """The model config of this run, for :func:`segnet_lib.model.build`.
+
+        Returns:
+            A :class:`segnet_lib.model.SegNetConfig` (``variant``,
+            ``width_multiplier``, ``dropout_rate``, ``weight_decay``, then
+            ``model_options``), or for ``variant='unet'`` a
+            :class:`segnet_lib.unet.UNetConfig` (``weight_decay``, then
+            ``model_options``, its ``base_features`` multiplied by
+            ``width_multiplier``: 64 x 0.25 = 16).
+        """
+        is_unet = self.variant == unet.VARIANT
+        kind = unet.UNetConfig if is_unet else model.SegNetConfig
+        known = {f.name for f in dataclasses.fields(kind)}
         unknown = sorted(set(self.model_options) - known)
         if unknown:
-            raise ValueError(f"model_options has unknown SegNetConfig fields {unknown}; "
+            raise ValueError(f"model_options has unknown {kind.__name__} fields {unknown}; "
                              f"known: {sorted(known)}")
-        options = dict(variant=self.variant, width_multiplier=self.width_multiplier,
-                       dropout_rate=self.dropout_rate, weight_decay=self.weight_decay)
-        options.update(self.model_options)
-        return model.SegNetConfig(**options)
+        if not is_unet:
+            options = dict(variant=self.variant, width_multiplier=self.width_multiplier,
+                           dropout_rate=self.dropout_rate, weight_decay=self.weight_decay)
+            options.update(self.model_options)
+            return model.SegNetConfig(**options)
+        if not self.width_multiplier > 0:
+            raise ValueError(f"width_multiplier={self.width_multiplier!r} must be > 0")
+        options = dict(weight_decay=self.weight_decay, **self.model_options)
+        base = options.get("base_features", unet.UNetConfig.base_features)
+        if isinstance(base, (int, np.integer)) and not isinstance(base, bool) and base >= 1:
+            # Anything else is left for UNetConfig to refuse, naming the field.
+            options["base_features"] = max(1, int(round(base * self.width_multiplier)))
+        return unet.UNetConfig(**options)
 
     def input_config(self, training: bool = True) -> data.InputConfig:
         """The :class:`segnet_lib.data.InputConfig` of the training (or validation) input."""
@@ -252,7 +306,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """JSON-ready dict of every field."""
         out = dataclasses.asdict(self)
-        for name in ("crop_size", "resize_to"):
+        for name in ("crop_size", "resize_to", "classes"):
             if out[name] is not None:
                 out[name] = list(out[name])
         return out
@@ -268,9 +322,8 @@ class TrainConfig:
 
     def fingerprint(self) -> str:
         """Short hash of the fields that define what is computed (not the reporting)."""
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
         values = {k: v for k, v in self.to_dict().items() if k not in RESUMABLE_FIELDS
-                  and not (k in _LATER_FIELDS and v == defaults[k])}
+                  and not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])}
         values["steps"] = self.steps
         text = json.dumps(values, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:10]

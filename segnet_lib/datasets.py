@@ -9,38 +9,66 @@ reads any of them.
 * :class:`VOCSegmentation`: one split of a VOC-layout folder (PASCAL VOC 2012,
   or the generated sample data, which uses the same layout).
 * :class:`CSVSegmentation`: an image folder plus a Kaggle-style RLE CSV
-  (:mod:`segnet_lib.rle_csv`).
-* :func:`open_split` turns a ``data`` value (``'sample'``, a VOC folder or a
-  CSV) and a split name into one of them; :func:`open_datasets` does it for
-  the training and validation splits of a
+  (:mod:`segnet_lib.rle_csv`), its class names taken from the data.
+* :class:`ClassSubset` (:func:`keep_classes`): any of them with only some
+  classes kept, renumbered 0..K-1 in the order given, the others void (what
+  ``TrainConfig.classes`` asks for).
+* :func:`open_split` turns a ``data`` value (``'sample'``, ``'cells'``, a VOC
+  folder or a CSV) and a split name into one of them; :func:`open_datasets`
+  does it for the training and validation splits of a
   :class:`~segnet_lib.config.TrainConfig`; :func:`book_dataset` is the book's
   data (VOC 2012 if ``$SEGNET_VOC_ROOT`` is set, else the sample data).
 
+How a CSV is read (:func:`csv_options`): options given win; the rest comes
+from its header. A header with ``id``, ``annotation`` and ``cell_type`` is the
+Sartorius ``train.csv`` (:func:`segnet_lib.cells.has_layout`): row-major RLE,
+``cell_type`` as the class column with the cell types of
+:data:`segnet_lib.cells.CLASS_NAMES`, images in ``train/`` next to it. Any
+other CSV needs its pixel order; its class column, if any, is found by name
+(:data:`segnet_lib.rle_csv.CLASS_COLUMNS`), and its images are in
+``JPEGImages/`` next to it or in its own folder. Its class names come from the
+data (:func:`csv_class_names`), never from VOC's list.
+
 A CSV has no split lists, so :func:`open_split` holds out ``val_fraction`` of
 its images (chosen with ``seed``) as split ``'val'`` and keeps the rest as
-``'train'``, or reads split ``'val'`` from a second CSV (``val_csv``). The same
-arguments give the same split in ``train``, ``evaluate`` and ``study``.
+``'train'``, or reads split ``'val'`` from a second CSV (``val_csv``, read with
+the first one's classes). The same arguments give the same split in
+``train``, ``evaluate`` and ``study``.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from PIL import Image
 
-from segnet_lib import rle, rle_csv, sample_data
+from segnet_lib import cells, rle, rle_csv, sample_data
 from segnet_lib.voc import (IMAGE_DIR, MASK_DIR, SPLIT_DIR, VOC_CLASSES, VOC_ROOT_ENV,
                             check_mask_values, find_voc_root, read_image, read_mask,
                             read_split_ids)
 
-__all__ = ["SegmentationDataset", "VOCSegmentation", "CSVSegmentation", "CSV_SPLITS",
-           "IMAGE_EXTENSIONS", "check_options", "check_data", "open_split", "open_datasets",
-           "book_dataset"]
+__all__ = ["SegmentationDataset", "VOCSegmentation", "CSVSegmentation", "ClassSubset",
+           "CSVOptions", "CSV_SPLITS", "IMAGE_EXTENSIONS", "NAMED_DATA", "DEFAULT_OVERLAP",
+           "BINARY_CLASSES", "numbered_class_names", "csv_class_names", "csv_options",
+           "check_classes", "keep_classes", "check_options", "check_data", "open_split",
+           "open_datasets", "book_dataset", "data_version"]
 
 #: The splits of a CSV dataset: the held-out images are ``'val'``, the rest ``'train'``.
 CSV_SPLITS = ("train", "val")
+#: ``data`` values that name generated data: the VOC-layout sample data and the
+#: Sartorius-layout cell images (:func:`segnet_lib.cells.cells_root`).
+NAMED_DATA = ("sample", "cells")
+#: Where two rows of a CSV cover one pixel, the later row wins by default:
+#: instance annotations overlap (the Sartorius training labels do; the
+#: competition gives them "in full, with overlapping portions included") and
+#: public solutions paint them in file order. ``'error'`` refuses such a file,
+#: naming both rows; ``'first'`` keeps the earlier row.
+DEFAULT_OVERLAP = "last"
+#: Class names of a CSV without a class column: each row is foreground.
+BINARY_CLASSES = (rle_csv.BACKGROUND, "foreground")
 #: Image files a :class:`CSVSegmentation` folder may hold.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".tif", ".tiff")
 
@@ -171,15 +199,47 @@ class VOCSegmentation(SegmentationDataset):
         return f"VOCSegmentation({str(self.root)!r}, split={self.split!r}, {len(self)} images)"
 
 
+def numbered_class_names(num_classes: int) -> tuple:
+    """``('background', 'class 1', ..., 'class N-1')``: names for class ids that come without any."""
+    return (rle_csv.BACKGROUND,) + tuple(f"class {i}" for i in range(1, int(num_classes)))
+
+
+def csv_class_names(frame, class_names: Optional[Sequence[str]] = None) -> tuple:
+    """The class names of a CSV read by :func:`segnet_lib.rle_csv.read_csv`, from its data.
+
+    * a class column holding names: background, then the names in the order
+      ``class_names`` gives (e.g. :data:`segnet_lib.cells.CLASS_NAMES`) or,
+      without it, sorted (``frame.attrs['class_names']``);
+    * a class column holding ids: ``class_names`` if given, else
+      :func:`numbered_class_names` up to the largest id;
+    * no class column: ``class_names`` if given, else :data:`BINARY_CLASSES`.
+
+    Raises:
+        ValueError: ``class_names`` with fewer than two names for a CSV without classes.
+    """
+    if "class" in frame:
+        if frame.attrs.get("class_names") is not None:
+            return tuple(frame.attrs["class_names"])
+        return numbered_class_names(max(int(frame["class"].max()), 1) + 1)
+    if class_names is None:
+        return BINARY_CLASSES
+    if len(class_names) < 2:
+        raise ValueError(f"a CSV without a class column has background and foreground: need two "
+                         f"class names, got {tuple(class_names)}")
+    return tuple(class_names)
+
+
 class CSVSegmentation(SegmentationDataset):
     """An image folder plus a Kaggle-style RLE CSV, with the VOC dataset's interface.
 
     Each CSV row is one mask of one image (``id``, the RLE string and, if
-    present, ``class``, ``width``, ``height``; see
+    present, a class, ``width``, ``height``; see
     :func:`segnet_lib.rle_csv.read_csv` for the accepted column names). The file
     is read and grouped once (:class:`segnet_lib.rle_csv.RLETable`); the rows of
-    an image are combined into its label map when ``ds[i]`` is read. Without a
-    class column every mask gets class 1 (foreground vs background).
+    an image are combined into its label map when ``ds[i]`` is read. The class
+    names come from the data (:func:`csv_class_names`): the names in a class
+    column, its ids, or, without a class column, one foreground class.
+    Greyscale and palette images are read as RGB, the pipeline's 3 channels.
 
     Args:
         image_dir: folder of images named ``<id>.<ext>`` (or exactly ``<id>``
@@ -189,22 +249,32 @@ class CSVSegmentation(SegmentationDataset):
             :mod:`segnet_lib.rle` for which competition uses which.
         ids: restrict to (and order by) these ids, e.g. a VOC split list;
             default: every id in the CSV, in order of first appearance.
-        class_names: names of the classes, index = class id (default: VOC's).
+        class_names: names by class id: the documented order of a class
+            column's names (names not in it are an error), or names for its
+            ids (ids beyond it are an error); default: from the data.
+        class_column: the class column's name (default: found by name, see
+            :func:`segnet_lib.rle_csv.read_csv`).
+        overlap: where two rows cover one pixel: ``'last'`` (default, see
+            :data:`DEFAULT_OVERLAP`), ``'first'`` or ``'error'``.
         **read_csv_kwargs: passed to :func:`segnet_lib.rle_csv.read_csv`.
 
     Attributes:
-        image_dir, csv_path, order: as given.
+        image_dir, csv_path, order, overlap: as given.
+        class_names: names by class id, from the data.
         table: the grouped CSV (:class:`~segnet_lib.rle_csv.RLETable`).
 
     Raises:
-        FileNotFoundError: the folder, the CSV or an image is missing (named).
-        ValueError: a requested id has no row in the CSV, or (when reading
-            ``ds[i]``) the CSV's width/height disagree with the image, or a
-            class id is out of range.
+        FileNotFoundError: the folder, the CSV or an image is missing (named,
+            with the CSV line of the image's first row).
+        ValueError: a requested id has no row in the CSV, a class that is not
+            one of ``class_names`` (naming the line and id), or (when reading
+            ``ds[i]``) a row that does not decode or whose width/height
+            disagree with the image (naming the line and id).
     """
 
     def __init__(self, image_dir, csv_path, order: str, ids=None,
-                 class_names: Sequence[str] = VOC_CLASSES, **read_csv_kwargs):
+                 class_names: Optional[Sequence[str]] = None, *, class_column: Optional[str] = None,
+                 overlap: str = DEFAULT_OVERLAP, **read_csv_kwargs):
         self.image_dir = Path(image_dir)
         self.csv_path = Path(csv_path)
         if not self.image_dir.is_dir():
@@ -212,8 +282,11 @@ class CSVSegmentation(SegmentationDataset):
         if not self.csv_path.is_file():
             raise FileNotFoundError(f"RLE CSV {str(self.csv_path)!r} not found")
         self.order = rle.check_order(order)
-        self.class_names = tuple(class_names)
-        frame = rle_csv.read_csv(self.csv_path, **read_csv_kwargs)
+        self.overlap = rle.check_overlap(overlap)
+        frame = rle_csv.read_csv(self.csv_path, class_column=class_column,
+                                 classes=class_names if class_names is None else tuple(class_names),
+                                 **read_csv_kwargs)
+        self.class_names = csv_class_names(frame, class_names)
         self.table = rle_csv.RLETable(frame, order,
                                       kind="semantic" if "class" in frame else "binary")
         self.ids = list(self.table.ids) if ids is None else self.table.check_ids(ids)
@@ -227,8 +300,8 @@ class CSVSegmentation(SegmentationDataset):
             path = files.get(image_id)
             if path is None:
                 raise FileNotFoundError(
-                    f"id {image_id!r} from {str(self.csv_path)!r} has no image in "
-                    f"{str(self.image_dir)!r} (looked for {image_id}.jpg/.png/...)")
+                    f"{self.table.where(image_id)}: no image in {str(self.image_dir)!r} "
+                    f"(looked for {image_id}.png/.jpg/...)")
             self._paths[image_id] = path
 
     def subset(self, ids) -> "CSVSegmentation":
@@ -256,7 +329,8 @@ class CSVSegmentation(SegmentationDataset):
         if shape is None:
             with Image.open(path) as img:  # header only
                 shape = (img.height, img.width)
-        mask = self.table.label_map(self.ids[i], shape, shape_name=f"its image {str(path)!r}")
+        mask = self.table.label_map(self.ids[i], shape, overlap=self.overlap,
+                                    shape_name=f"its image {str(path)!r}")
         check_mask_values(mask, self.num_classes,
                           where=f"{str(self.csv_path)!r} (id {self.ids[i]!r})")
         return np.ascontiguousarray(mask, dtype=np.uint8)
@@ -267,28 +341,165 @@ class CSVSegmentation(SegmentationDataset):
         return image, self.read_mask(i, shape=image.shape[:2])
 
     def __repr__(self) -> str:
-        return f"CSVSegmentation({str(self.csv_path)!r}, {len(self)} images)"
+        return f"CSVSegmentation({str(self.csv_path)!r}, {len(self)} images, {self.num_classes} classes)"
+
+
+class ClassSubset(SegmentationDataset):
+    """A dataset with only some of its classes kept, renumbered; the rest void.
+
+    Class ``classes[k]`` of ``base`` becomes class ``k``; every other class
+    becomes void (255, ignored by the loss and the metrics), like the
+    boundaries already are. The decoder study trains on the sample data's six
+    classes this way: a model with 6 outputs, not 21 of which 15 never occur.
+
+    Args:
+        base: any dataset (``read_mask`` is used when it has one).
+        classes: class ids of ``base`` to keep, in their new order (see
+            :func:`check_classes`), each below ``base.num_classes``.
+
+    Attributes:
+        base, classes: as given; ``class_names`` the kept classes' names.
+    """
+
+    def __init__(self, base: SegmentationDataset, classes: Sequence[int]):
+        classes = check_classes(classes)
+        too_big = [c for c in classes if c >= base.num_classes]
+        if too_big:
+            raise ValueError(f"classes {too_big} not in {base!r} (ids 0..{base.num_classes - 1})")
+        self.base, self.classes = base, classes
+        self.ids = base.ids
+        self.class_names = tuple(base.class_names[c] for c in classes)
+        self._table = np.full(256, 255, np.uint8)  # old id -> new id; 255 stays void
+        self._table[list(classes)] = np.arange(len(classes), dtype=np.uint8)
+
+    def image_path(self, i) -> Path:
+        return self.base.image_path(i)
+
+    def read_image(self, i) -> np.ndarray:
+        return self.base.read_image(i)
+
+    def read_mask(self, i) -> np.ndarray:
+        return self._table[self.base.read_mask(i)]
+
+    def __getitem__(self, i):
+        image, mask = self.base[i]
+        return image, self._table[mask]
+
+    def _describe(self, i) -> str:
+        return self.base._describe(i)
+
+    def __repr__(self) -> str:
+        return f"ClassSubset({self.base!r}, classes={list(self.classes)})"
+
+
+def check_classes(classes) -> tuple:
+    """Checks a list of class ids to keep: distinct integers in 0..254, at least one.
+
+    Returns:
+        The ids as a tuple of ints.
+
+    Raises:
+        ValueError: naming the bad value.
+    """
+    try:
+        values = tuple(classes)
+    except TypeError:
+        raise ValueError(f"classes must be a list of class ids, got {classes!r}") from None
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, np.integer))
+           or not 0 <= v < 255]
+    if bad or not values:
+        raise ValueError(f"classes must be class ids in 0..254, at least one, got {list(values)}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"classes must not repeat an id, got {list(values)}")
+    return tuple(int(v) for v in values)
+
+
+def keep_classes(dataset: SegmentationDataset, classes=None) -> SegmentationDataset:
+    """``dataset`` with only ``classes`` kept (a :class:`ClassSubset`); None: unchanged."""
+    return dataset if classes is None else ClassSubset(dataset, classes)
 
 
 # ---------------------------------------------------------------------------
 # Opening a `data` value
 # ---------------------------------------------------------------------------
 
-def check_options(rle_order=None, val_fraction: float = 0.1) -> None:
+@dataclasses.dataclass(frozen=True)
+class CSVOptions:
+    """How a CSV is read: what was given, and the rest found from its header.
+
+    Attributes:
+        csv_path: the CSV.
+        image_dir: its images.
+        order: its RLE pixel order, or None if neither given nor detected.
+        class_column: its class column (None: found by name, if any).
+        class_names: names by class id, when known before reading the data
+            (given, or the Sartorius cell types); None: from the data.
+        layout: ``'sartorius'`` when the header is the Sartorius ``train.csv``'s,
+            else None.
+    """
+
+    csv_path: Path
+    image_dir: Path
+    order: Optional[str]
+    class_column: Optional[str]
+    class_names: Optional[tuple]
+    layout: Optional[str]
+
+
+def csv_options(csv_path, *, rle_order=None, image_dir=None, class_column=None,
+                class_names=None) -> CSVOptions:
+    """How to read a CSV: the options given, the rest detected from its header.
+
+    Reads only the header. A Sartorius header (:func:`segnet_lib.cells.has_layout`)
+    means order ``'C'``, class column ``cell_type`` with the classes
+    :data:`segnet_lib.cells.CLASS_NAMES`, and images in ``train/`` next to the
+    CSV (or in its folder). For any other CSV: no order (it must be given),
+    the class column found by name when reading, and images in ``JPEGImages/``
+    next to it if that exists, else in its folder.
+
+    Raises:
+        FileNotFoundError: no such CSV.
+        ValueError: the file has no CSV header.
+    """
+    path = Path(csv_path).expanduser()
+    sartorius = cells.has_layout(rle_csv.read_header(path))
+    if image_dir:
+        images = Path(image_dir).expanduser()
+    else:
+        nearby = path.parent / (cells.IMAGE_DIR if sartorius else IMAGE_DIR)
+        images = nearby if nearby.is_dir() else path.parent
+    if sartorius:
+        rle_order = rle_order or cells.RLE_ORDER
+        if class_column in (None, cells.CLASS_COLUMN) and class_names is None:
+            class_names = cells.CLASS_NAMES
+        class_column = class_column or cells.CLASS_COLUMN
+    return CSVOptions(path, images, rle_order, class_column,
+                      None if class_names is None else tuple(class_names),
+                      "sartorius" if sartorius else None)
+
+
+def check_options(rle_order=None, val_fraction: float = 0.1, overlap: str = DEFAULT_OVERLAP,
+                  classes=None) -> None:
     """Checks the options of :func:`open_split` that need no file.
 
     :class:`~segnet_lib.config.TrainConfig` calls it too, so a config with a
     bad value fails when it is made, not when its data is opened.
 
     Raises:
-        ValueError: ``rle_order`` is not None, ``'C'`` or ``'F'``, or
-            ``val_fraction`` is not in (0, 1).
+        ValueError: ``rle_order`` is not None, ``'C'`` or ``'F'``,
+            ``val_fraction`` is not in (0, 1), ``overlap`` is not a policy
+            of :data:`segnet_lib.rle.OVERLAP_POLICIES`, or ``classes`` is
+            neither None nor a valid list (:func:`check_classes`).
     """
-    if rle_order is not None:
-        try:
-            rle.check_order(rle_order)
-        except ValueError as err:
-            raise ValueError(f"rle_order: {err}") from None
+    if classes is not None:
+        check_classes(classes)
+    for name, value, check in (("rle_order", rle_order, rle.check_order),
+                               ("overlap", overlap, rle.check_overlap)):
+        if value is not None:
+            try:
+                check(value)
+            except ValueError as err:
+                raise ValueError(f"{name}: {err}") from None
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
 
@@ -297,81 +508,102 @@ def check_data(data, *, rle_order=None, image_dir=None, val_csv=None) -> str:
     """Says what ``data`` names, checking its files without reading the data.
 
     Args:
-        data: ``'sample'``, a VOC-layout folder (or one above it) or an RLE CSV.
+        data: ``'sample'``, ``'cells'``, a VOC-layout folder (or one above
+            it) or an RLE CSV.
         rle_order, image_dir, val_csv: as for :func:`open_split`.
 
     Returns:
-        ``'sample'``, ``'voc'`` or ``'csv'``.
+        ``'sample'``, ``'cells'``, ``'voc'`` or ``'csv'``.
 
     Raises:
         FileNotFoundError: the folder or file is missing, a folder holds no VOC
             layout, or ``image_dir`` / ``val_csv`` is missing (each named).
-        ValueError: a CSV without ``rle_order``.
+        ValueError: a CSV whose pixel order is neither given nor detected
+            from its header.
     """
     if not isinstance(data, (str, os.PathLike)) or not str(data):
-        raise ValueError(f"data must be 'sample', a folder or a CSV, got {data!r}")
-    if data == "sample":
-        return "sample"
+        raise ValueError(f"data must be 'sample', 'cells', a folder or a CSV, got {data!r}")
+    if data in NAMED_DATA:
+        return data
     path = Path(data).expanduser()
     if not path.exists():
         raise FileNotFoundError(
-            f"data {str(path)!r} not found (expected 'sample', a VOC folder or a CSV)")
+            f"data {str(path)!r} not found (expected 'sample', 'cells', a VOC folder or a CSV)")
     if path.is_dir():
         find_voc_root(path)
         return "voc"
-    if rle_order is None:
-        raise ValueError(f"data {str(path)!r} is a CSV: give the pixel order of its RLE strings, "
-                         "'C' or 'F' (rle_order, --rle-order)")
     for name, value in (("image_dir", image_dir), ("val_csv", val_csv)):
         if value is not None and not Path(value).expanduser().exists():
             raise FileNotFoundError(f"{name} {str(value)!r} not found")
+    if csv_options(path, rle_order=rle_order).order is None:
+        raise ValueError(f"data {str(path)!r} is a CSV: give the pixel order of its RLE strings, "
+                         "'C' or 'F' (rle_order, --rle-order); only the Sartorius header (id, "
+                         "annotation, cell_type) says it (row-major)")
     return "csv"
 
 
 def open_split(data, split: str, *, rle_order=None, image_dir=None, val_csv=None,
-               val_fraction: float = 0.1, seed: int = 0) -> SegmentationDataset:
+               val_fraction: float = 0.1, seed: int = 0, class_column=None,
+               overlap: str = DEFAULT_OVERLAP, class_names=None,
+               classes=None) -> SegmentationDataset:
     """The dataset that ``data`` and ``split`` name.
 
     Args:
-        data: ``'sample'`` (the generated sample data), a VOC-layout folder
-            (or one above it) or a Kaggle-style RLE CSV.
+        data: ``'sample'`` (the generated sample data), ``'cells'`` (the
+            generated Sartorius-layout cell images, :func:`segnet_lib.cells.cells_root`),
+            a VOC-layout folder (or one above it) or a Kaggle-style RLE CSV.
         split: a VOC split list (``'train'``, ``'val'``, ...); for a CSV one
             of :data:`CSV_SPLITS`.
-        rle_order: a CSV's pixel order, ``'C'`` or ``'F'`` (required for a CSV).
-        image_dir: a CSV's images (default: ``JPEGImages`` next to the CSV if
-            it exists, else the CSV's folder).
-        val_csv: a second CSV holding split ``'val'``; without it ``'val'`` is
-            ``val_fraction`` of the CSV's images, drawn with ``seed``, and
-            ``'train'`` the rest.
+        rle_order: a CSV's pixel order, ``'C'`` or ``'F'`` (needed unless its
+            header says it; see :func:`csv_options`).
+        image_dir: a CSV's images (default: see :func:`csv_options`).
+        val_csv: a second CSV holding split ``'val'``, read with the classes
+            of the first; without it ``'val'`` is ``val_fraction`` of the CSV's
+            images, drawn with ``seed``, and ``'train'`` the rest.
         val_fraction: share of a CSV's images held out (at least one).
         seed: seed of that draw.
+        class_column: a CSV's class column (default: see :func:`csv_options`).
+        overlap: a CSV's overlap policy (default :data:`DEFAULT_OVERLAP`).
+        class_names: a CSV's class names by id (default: from the data; see
+            :class:`CSVSegmentation`).
+        classes: class ids to keep, renumbered 0..K-1 in this order, the
+            others void (:class:`ClassSubset`); None: every class.
 
     Returns:
-        A :class:`VOCSegmentation` or :class:`CSVSegmentation`.
+        A :class:`VOCSegmentation` or :class:`CSVSegmentation` (in a
+        :class:`ClassSubset` when ``classes`` is given).
 
     Raises:
         FileNotFoundError: the folder, CSV, an image or a split is missing (named).
-        ValueError: a CSV without ``rle_order``, an unknown CSV split, or a
-            CSV with fewer than two images to split.
+        ValueError: a CSV without a pixel order, an unknown CSV split, a CSV
+            with fewer than two images to split, or a bad row (named).
     """
-    check_options(rle_order, val_fraction)
+    check_options(rle_order, val_fraction, overlap, classes)
+    return keep_classes(_open(data, split, rle_order, image_dir, val_csv, val_fraction, seed,
+                              class_column, overlap, class_names), classes)
+
+
+def _open(data, split, rle_order, image_dir, val_csv, val_fraction, seed, class_column, overlap,
+          class_names) -> SegmentationDataset:
     kind = check_data(data, rle_order=rle_order, image_dir=image_dir, val_csv=val_csv)
     if kind == "sample":
         return VOCSegmentation(sample_data.sample_root(), split)
-    path = Path(data).expanduser()
     if kind == "voc":
-        return VOCSegmentation(path, split)
+        return VOCSegmentation(Path(data).expanduser(), split)
     if split not in CSV_SPLITS:
         raise ValueError(f"a CSV dataset has the splits {CSV_SPLITS} ('val' is the held-out "
                          f"part), got {split!r}")
-    if image_dir:
-        images = Path(image_dir).expanduser()
-    else:
-        images = path.parent / IMAGE_DIR if (path.parent / IMAGE_DIR).is_dir() else path.parent
+    path = cells.cells_root() / cells.CSV_NAME if kind == "cells" else Path(data).expanduser()
+    found = csv_options(path, rle_order=rle_order, image_dir=image_dir, class_column=class_column,
+                        class_names=class_names)
+
+    def read(csv, names):
+        return CSVSegmentation(found.image_dir, csv, found.order, class_names=names,
+                               class_column=found.class_column, overlap=overlap)
+
+    full = read(path, found.class_names)
     if val_csv:
-        return CSVSegmentation(images, Path(val_csv).expanduser() if split == "val" else path,
-                               rle_order)
-    full = CSVSegmentation(images, path, rle_order)
+        return read(Path(val_csv).expanduser(), full.class_names) if split == "val" else full
     ids = full.ids
     if len(ids) < 2:
         raise ValueError(f"{path} has {len(ids)} image(s); need 2 or more to hold out validation images")
@@ -390,13 +622,16 @@ def open_datasets(config):
     Args:
         config: a :class:`~segnet_lib.config.TrainConfig` (its ``data``,
             ``train_split``, ``val_split``, ``rle_order``, ``image_dir``,
-            ``val_csv``, ``val_fraction`` and ``seed``).
+            ``val_csv``, ``val_fraction``, ``seed``, ``class_column``,
+            ``overlap`` and ``classes``).
 
     Returns:
         ``(train_set, val_set)``, each from :func:`open_split`.
     """
     options = dict(rle_order=config.rle_order, image_dir=config.image_dir,
-                   val_csv=config.val_csv, val_fraction=config.val_fraction, seed=config.seed)
+                   val_csv=config.val_csv, val_fraction=config.val_fraction, seed=config.seed,
+                   class_column=config.class_column, overlap=config.overlap,
+                   classes=config.classes)
     return (open_split(config.data, config.train_split, **options),
             open_split(config.data, config.val_split, **options))
 
@@ -411,3 +646,17 @@ def book_dataset(split: str = "train") -> SegmentationDataset:
         A :class:`VOCSegmentation`.
     """
     return open_split(os.environ.get(VOC_ROOT_ENV) or "sample", split)
+
+
+def data_version(data) -> str | None:
+    """The version of generated data a ``data`` value names, e.g. ``'sample-v4'``, ``'cells-v1'``.
+
+    A model trained on generated data is stale once the generator changes;
+    this names what it was trained on. Files on disk (VOC, a CSV) have no
+    version: None.
+    """
+    if data == "sample":
+        return f"sample-v{sample_data.SAMPLE_VERSION}"
+    if data == "cells":
+        return f"cells-v{cells.CELLS_VERSION}"
+    return None

@@ -11,6 +11,7 @@ half-written file that looks complete:
 * :func:`publish_dir` does the same for a folder written under a temporary
   name (:func:`temp_path`): a checkpoint, the generated sample data.
 * :func:`recover_dirs` tidies what a process killed mid-publish left behind.
+* :func:`cached_dir` builds a folder once (generated data) on top of those.
 
 :func:`cache_dir` is the one place that decides where generated data lives
 (``$SEGNET_CACHE_DIR``, default ``~/.cache/segnet_lib``).
@@ -20,12 +21,15 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
-__all__ = ["CACHE_ENV", "cache_dir", "atomic_write_text", "atomic_write_bytes", "fsync_dir",
-           "temp_path", "publish_dir", "recover_dirs"]
+__all__ = ["CACHE_ENV", "DONE_FILE", "cache_dir", "atomic_write_text", "atomic_write_bytes",
+           "fsync_dir", "temp_path", "publish_dir", "recover_dirs", "cached_dir"]
 
 #: Environment variable naming the cache folder (sample data, sample runs, studies).
 CACHE_ENV = "SEGNET_CACHE_DIR"
+#: The file :func:`cached_dir` writes last into a folder it built: its presence means complete.
+DONE_FILE = ".complete"
 
 # Suffixes of the temporary names: '.<name>.tmp-<pid>' while being written,
 # '.<name>.old-<pid>' for the previous version while a new one replaces it.
@@ -151,3 +155,44 @@ def recover_dirs(parent, prefix: str) -> None:
             os.rename(stale, final)
     for stale in parent.glob(f".{prefix}*{_TMP}*"):
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def cached_dir(final, build: Callable[[Path], object], note: str = "") -> Path:
+    """The folder ``final``, built by ``build(folder)`` on first use and published whole.
+
+    ``build`` writes into a temporary sibling (:func:`temp_path`); then
+    :data:`DONE_FILE` (holding ``note``) is written and the folder renamed into
+    place (:func:`publish_dir`). An interrupted build leaves no half folder, and
+    when two processes build at once, the first to publish wins and the other
+    uses its copy.
+
+    Args:
+        final: where the folder belongs (e.g. under :func:`cache_dir`).
+        build: fills the folder it is given; may raise (nothing is published).
+        note: what the folder is, written into :data:`DONE_FILE`.
+
+    Returns:
+        ``final`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        FileExistsError: ``final`` exists without :data:`DONE_FILE` and could not
+            be replaced (delete it and retry).
+    """
+    final = Path(final)
+    if (final / DONE_FILE).exists():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(final)
+    shutil.rmtree(tmp, ignore_errors=True)  # left by an earlier process with our pid
+    tmp.mkdir()
+    try:
+        build(tmp)
+        (tmp / DONE_FILE).write_text(note + "\n")
+        if final.exists() and not (final / DONE_FILE).exists():
+            shutil.rmtree(final, ignore_errors=True)  # incomplete (made by hand?)
+        publish_dir(tmp, final)
+        if not (final / DONE_FILE).exists():  # lost a race against a broken copy
+            raise FileExistsError(f"{final} exists but is incomplete; delete it and retry")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final

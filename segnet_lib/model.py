@@ -1,4 +1,4 @@
-"""SegNet, SegNet-Basic and Bayesian SegNet as TF1 graphs.
+"""SegNet, SegNet-Basic, Bayesian SegNet and their decoder variants as TF1 graphs.
 
 The builder follows tf-slim's ``nets/vgg.py`` and DeepLab's ``model.py``::
 
@@ -15,12 +15,21 @@ classes the full model has 29,455,125 trainable parameters: every convolution
 has a bias, every one except the classifier ``conv1_1_D`` is followed by batch
 norm (a scale and an offset per channel), as in the Caffe prototxt.
 
+One builder, :func:`build`, makes every model from an architecture table
+(:class:`Architecture`: encoder stages, an optional bottleneck, decoder
+stages, a classifier, each a tuple of :class:`~segnet_lib.layers.LayerSpec`)
+and a decoder (how each decoder stage upsamples); :func:`network` gives both
+for a model config. :func:`segnet` is :func:`build` for a
+:class:`SegNetConfig`; :func:`segnet_lib.unet.unet` is :func:`build` for a
+:class:`~segnet_lib.unet.UNetConfig` (its module registers it with
+:func:`network`). The layers themselves are in :mod:`segnet_lib.layers`.
+
 The decoder upsamples with the encoder's max-pooling indices
 (:func:`segnet_lib.unpool.max_unpool`, re-exported here with
 :func:`~segnet_lib.unpool.max_pool_with_argmax`). That is
 ``SegNetConfig.decoder='unpool'``. The same
 builder also makes the decoders the paper compares SegNet with (its Table 1,
-sec. 3.1), on any encoder (see :data:`DECODERS`):
+sec. 3.1), and U-Net's, on any encoder (see :data:`DECODERS`):
 
 * ``'unpool'``: SegNet (SegNet-Basic with ``variant='segnet_basic'``): index
   unpooling, then the learned decoder convolutions.
@@ -34,34 +43,49 @@ sec. 3.1), on any encoder (see :data:`DECODERS`):
 * ``'bilinear'``: Bilinear-Interpolation, the scores upsampled by fixed
   bilinear interpolation: nothing is learned after the encoder but the 1x1
   scoring.
+* ``'unet'``: U-Net's decoder (Ronneberger et al. 2015). Each stage upsamples
+  with a learned 2x2 transposed convolution (``upconv<s>``, to the exact
+  pre-pool size), concatenates the encoder's whole pre-pool feature map of
+  that resolution (``concat<s>``), then runs the architecture's decoder
+  convolutions. With the SegNet-Basic encoder this is the "store everything"
+  end of the paper's memory axis: the decoder keeps every encoder map in
+  float32 where SegNet keeps only the indices of the maxima.
+
+Only ``'unpool'`` reads the pooling indices, so only it pools with
+:func:`~segnet_lib.unpool.max_pool_with_argmax` (end points ``pool<s>_argmax``);
+the others pool with :func:`~segnet_lib.unpool.max_pool`, which computes no
+indices, as their own papers do.
 """
 from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from segnet_lib._tf import tf
+from segnet_lib.layers import (LayerSpec, as_bool_tensor, check_layer_options, conv, dropout,
+                               static_bool, transposed_conv)
 # Re-exported: the builder's pooling and unpooling, defined with their gradient
 # in segnet_lib.unpool.
-from segnet_lib.unpool import UNPOOL_METHODS, max_pool_with_argmax, max_unpool
+from segnet_lib.unpool import UNPOOL_METHODS, max_pool, max_pool_with_argmax, max_unpool
 
 __all__ = [
-    "SegNetConfig", "VARIANTS", "DECODERS", "UNPOOL_METHODS", "segnet",
-    "max_pool_with_argmax", "max_unpool", "count_parameters", "layer_table",
-    "architecture", "LayerSpec", "bilinear_upsample_kernel", "DECODER_FAMILIES",
+    "SegNetConfig", "VARIANTS", "DECODERS", "UNPOOL_METHODS", "segnet", "build", "network",
+    "Network", "Architecture", "max_pool_with_argmax", "max_unpool", "count_parameters",
+    "layer_table", "architecture", "LayerSpec", "bilinear_upsample_kernel", "DECODER_FAMILIES",
+    "UPCONV_KERNEL",
 ]
 
 VARIANTS = ("segnet", "segnet_basic", "bayesian")
 
 # Scope names, as module constants (tf-slim style).
 DEFAULT_SCOPE = "segnet"
-WEIGHTS_NAME = "weights"
-BIASES_NAME = "biases"
-BATCH_NORM_SCOPE = "BatchNorm"
+#: Kernel size of the ``'unet'`` decoder's up-convolutions (U-Net's "2x2 up-convolution").
+UPCONV_KERNEL = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,14 +106,20 @@ class SegNetConfig:
         batch_norm_decay: momentum of the moving mean and variance.
         batch_norm_epsilon: added to the variance; TF 1.15's fused batch norm
             silently raises anything below 1.001e-5, so smaller values are refused.
-        decoder: how a decoder stage upsamples; ``'unpool'`` puts each value back
-            where the encoder's max pool found it (SegNet).
+        decoder: how a decoder stage upsamples (see :data:`DECODERS`);
+            ``'unpool'`` puts each value back where the encoder's max pool
+            found it (SegNet); ``'unet'`` up-convolves and concatenates the
+            encoder's map (U-Net).
         unpool_method: implementation of :func:`max_unpool`, ``'fused'`` or
             ``'scatter_nd'`` (same result; ``'fused'`` is faster).
         upsample_kernel: height and width of the transposed-convolution kernels
             of the ``'deconv'`` and ``'deconv_add'`` decoders (the paper's
             FCN-Basic: 8). Even, so the kernel is centred on the 2x2 window it
             undoes; initialised to 2x bilinear interpolation.
+        stages: keep only the first ``stages`` encoder stages and their mirror
+            decoder stages (``None``: all of them, 5 for SegNet, 4 for
+            SegNet-Basic). A shallower network of the same layer names and
+            widths, e.g. the two-stage SegNet that notebook 03 writes by hand.
     """
 
     variant: str = "segnet"
@@ -101,10 +131,15 @@ class SegNetConfig:
     decoder: str = "unpool"
     unpool_method: str = "fused"
     upsample_kernel: int = 8
+    stages: int | None = None
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f"SegNetConfig.variant={self.variant!r}; expected one of {VARIANTS}")
+        try:
+            architecture(self.variant, self.stages)
+        except ValueError as err:
+            raise ValueError(f"SegNetConfig.{err}") from None
         if self.decoder not in DECODERS:
             raise ValueError(f"SegNetConfig.decoder={self.decoder!r}; expected one of {DECODERS}")
         if self.unpool_method not in UNPOOL_METHODS:
@@ -118,15 +153,7 @@ class SegNetConfig:
             raise ValueError(f"SegNetConfig.width_multiplier={self.width_multiplier!r} must be > 0")
         if not 0 <= self.dropout_rate < 1:
             raise ValueError(f"SegNetConfig.dropout_rate={self.dropout_rate!r} must be in [0, 1)")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"SegNetConfig.weight_decay={self.weight_decay!r} must be >= 0")
-        if not 0 <= self.batch_norm_decay < 1:
-            raise ValueError(
-                f"SegNetConfig.batch_norm_decay={self.batch_norm_decay!r} must be in [0, 1)")
-        if not self.batch_norm_epsilon >= 1.001e-5:
-            raise ValueError(
-                f"SegNetConfig.batch_norm_epsilon={self.batch_norm_epsilon!r} must be >= 1.001e-5 "
-                "(fused batch norm raises smaller values without telling)")
+        check_layer_options(self)
 
     def replace(self, **changes) -> "SegNetConfig":
         """Returns a copy with some fields changed (validated again)."""
@@ -137,40 +164,31 @@ class SegNetConfig:
 # Architecture tables
 # ---------------------------------------------------------------------------
 
-class LayerSpec(NamedTuple):
-    """One convolution of the architecture table.
+class Architecture(NamedTuple):
+    """An encoder-decoder as a table of convolutions (:class:`~segnet_lib.layers.LayerSpec`).
 
     Attributes:
-        name: layer (and variable scope) name, e.g. ``'conv3_2'``.
-        features: output features at width 1.0; ``None`` means ``num_classes``.
-        kernel: square kernel size.
-        batch_norm: followed by batch norm.
-        relu: followed by ReLU.
-        bias: has a bias vector.
-        dropout_after: dropout (Bayesian variant) after this layer's output.
+        encoder: stages, each a tuple of layers followed by a 2x2 max pool.
+        decoder: stages, deepest first, each starting with an upsampling (and
+            for ``'unet'`` a concatenation) that undoes one pool.
+        classifier: convolutions after the last decoder stage (may be empty).
+        pool_dropout: encoder stage numbers (1-based) with dropout after the pool.
+        bottleneck: convolutions after the last pool, before the decoder
+            (U-Net's lowest level; empty for SegNet).
     """
 
-    name: str
-    features: int | None
-    kernel: int
-    batch_norm: bool = True
-    relu: bool = True
-    bias: bool = True
-    dropout_after: bool = False
-
-
-class _Architecture(NamedTuple):
-    encoder: tuple   # stages, each a tuple of LayerSpec, followed by a 2x2 max pool
-    decoder: tuple   # stages (deepest first), each starting with an upsampling
-    classifier: tuple  # convolutions after the last decoder stage (may be empty)
-    pool_dropout: tuple  # encoder stage numbers (1-based) with dropout after the pool
+    encoder: tuple
+    decoder: tuple
+    classifier: tuple
+    pool_dropout: tuple
+    bottleneck: tuple = ()
 
 
 def _vgg_stage(stage, features, n):
     return tuple(LayerSpec(f"conv{stage}_{i}", features, 3) for i in range(1, n + 1))
 
 
-def _segnet_architecture(bayesian: bool) -> _Architecture:
+def _segnet_architecture(bayesian: bool) -> Architecture:
     encoder = (_vgg_stage(1, 64, 2), _vgg_stage(2, 128, 2), _vgg_stage(3, 256, 3),
                _vgg_stage(4, 512, 3), _vgg_stage(5, 512, 3))
     # The decoder mirrors the encoder: stage s undoes pool s, and its last conv
@@ -191,160 +209,81 @@ def _segnet_architecture(bayesian: bool) -> _Architecture:
                 dropout_after=bayesian and j == 1 and stage in (5, 4, 3)))
         decoder.append(tuple(layers))
     # 'encdrop3/4/5' in the Caffe model: after pool3, pool4 and pool5.
-    return _Architecture(tuple(encoder), tuple(decoder), (), (3, 4, 5) if bayesian else ())
+    return Architecture(tuple(encoder), tuple(decoder), (), (3, 4, 5) if bayesian else ())
 
 
-def _segnet_basic_architecture() -> _Architecture:
+def _segnet_basic_architecture() -> Architecture:
     # The paper (sec. 4.1): 7x7 kernels, 64 features, batch norm after every
     # conv, no biases, no ReLU in the decoder; a 1x1 classifier on top.
     encoder = tuple((LayerSpec(f"conv{s}", 64, 7, bias=False),) for s in (1, 2, 3, 4))
     decoder = tuple((LayerSpec(f"conv{s}_D", 64, 7, relu=False, bias=False),)
                     for s in (4, 3, 2, 1))
     classifier = (LayerSpec("conv_classifier", None, 1, batch_norm=False, relu=False),)
-    return _Architecture(encoder, decoder, classifier, ())
+    return Architecture(encoder, decoder, classifier, ())
 
 
-def architecture(variant: str) -> _Architecture:
-    """The layer table of a variant (encoder stages, decoder stages, classifier).
+def architecture(variant: str, stages: int | None = None) -> Architecture:
+    """The layer table of a SegNet variant, at width 1.
 
     Args:
         variant: one of :data:`VARIANTS`.
+        stages: keep the first ``stages`` encoder stages and the last
+            ``stages`` decoder stages (their mirrors); ``None`` keeps all.
 
     Returns:
-        A named tuple ``(encoder, decoder, classifier, pool_dropout)`` of
-        :class:`LayerSpec` tuples.
+        An :class:`Architecture` (encoder stages, decoder stages, classifier,
+        pool dropout; no bottleneck).
     """
     if variant == "segnet":
-        return _segnet_architecture(bayesian=False)
-    if variant == "bayesian":
-        return _segnet_architecture(bayesian=True)
-    if variant == "segnet_basic":
-        return _segnet_basic_architecture()
-    raise ValueError(f"unknown SegNet variant {variant!r}; expected one of {VARIANTS}")
+        arch = _segnet_architecture(bayesian=False)
+    elif variant == "bayesian":
+        arch = _segnet_architecture(bayesian=True)
+    elif variant == "segnet_basic":
+        arch = _segnet_basic_architecture()
+    else:
+        raise ValueError(f"unknown SegNet variant {variant!r}; expected one of {VARIANTS}")
+    deepest = len(arch.encoder)
+    if stages is None:
+        return arch
+    if (not isinstance(stages, (int, np.integer)) or isinstance(stages, bool)
+            or not 1 <= stages <= deepest):
+        raise ValueError(f"stages={stages!r} must be None or an integer from 1 to {deepest} "
+                         f"(the stages of {variant!r})")
+    # Decoder stage s outputs what encoder stage s received, so cutting both
+    # ends at the same depth keeps every unpooling's channels matching.
+    return arch._replace(encoder=arch.encoder[:stages], decoder=arch.decoder[-stages:],
+                         pool_dropout=tuple(s for s in arch.pool_dropout if s <= stages))
+
+
+def _scaled(arch: Architecture, width: float) -> Architecture:
+    """``arch`` with every layer's features multiplied by ``width`` (not the classes)."""
+    def scale(layers):
+        return tuple(spec if spec.features is None
+                     else spec._replace(features=max(1, int(round(spec.features * width))))
+                     for spec in layers)
+    return arch._replace(encoder=tuple(scale(s) for s in arch.encoder),
+                         decoder=tuple(scale(s) for s in arch.decoder),
+                         classifier=scale(arch.classifier), bottleneck=scale(arch.bottleneck))
 
 
 # ---------------------------------------------------------------------------
-# Layers
+# Decoders
 # ---------------------------------------------------------------------------
 
-def _static_bool(value):
-    """``value`` as a Python bool if it is one (or a NumPy bool), else ``None``."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    return None
-
-
-def _as_bool_tensor(value, what):
-    if _static_bool(value) is not None:
-        return tf.constant(bool(value))
-    value = tf.convert_to_tensor(value)
-    if value.dtype != tf.bool or value.shape.ndims not in (None, 0):
-        raise ValueError(f"{what} must be a Python bool or a scalar bool tensor, got {value}")
-    return value
-
-
-def _smart_cond(pred, true_fn, false_fn):
-    """``tf.cond`` that builds only one branch when ``pred`` is a Python bool."""
-    static = _static_bool(pred)
-    if static is not None:
-        return true_fn() if static else false_fn()
-    return tf.cond(pred, true_fn, false_fn)
-
-
-def _batch_norm(x, is_training, config):
-    """Batch norm with moving statistics updated through ``UPDATE_OPS``."""
-    channels = tf.dimension_value(x.shape[-1])
-    with tf.variable_scope(BATCH_NORM_SCOPE):
-        gamma = tf.get_variable("gamma", [channels], initializer=tf.ones_initializer())
-        beta = tf.get_variable("beta", [channels], initializer=tf.zeros_initializer())
-        stat_collections = [tf.GraphKeys.GLOBAL_VARIABLES, tf.GraphKeys.MOVING_AVERAGE_VARIABLES]
-        # MEAN: under a tf.distribute strategy each replica's update is averaged
-        # over the replicas (segnet_lib.distribute: batch norm per replica).
-        mean_over_replicas = tf.VariableAggregation.MEAN
-        moving_mean = tf.get_variable("moving_mean", [channels], initializer=tf.zeros_initializer(),
-                                      trainable=False, collections=stat_collections,
-                                      aggregation=mean_over_replicas)
-        moving_var = tf.get_variable("moving_variance", [channels], initializer=tf.ones_initializer(),
-                                     trainable=False, collections=stat_collections,
-                                     aggregation=mean_over_replicas)
-
-        def training():
-            return tf.nn.fused_batch_norm(x, gamma, beta, epsilon=config.batch_norm_epsilon,
-                                          is_training=True)
-
-        def inference():
-            y, _, _ = tf.nn.fused_batch_norm(x, gamma, beta, mean=moving_mean, variance=moving_var,
-                                             epsilon=config.batch_norm_epsilon, is_training=False)
-            # Returning the moving statistics as the "batch" ones makes the update
-            # below a no-op when a bool tensor selects inference.
-            return y, tf.identity(moving_mean), tf.identity(moving_var)
-
-        y, mean, var = _smart_cond(is_training, training, inference)
-        if _static_bool(is_training) is not False:
-            momentum = 1.0 - config.batch_norm_decay
-            tf.add_to_collection(tf.GraphKeys.UPDATE_OPS,
-                                 tf.assign_sub(moving_mean, (moving_mean - mean) * momentum))
-            tf.add_to_collection(tf.GraphKeys.UPDATE_OPS,
-                                 tf.assign_sub(moving_var, (moving_var - var) * momentum))
-        y.set_shape(x.shape)
-        return y
-
-
-def _weight_decay(config):
-    """The L2 regularizer of every learned kernel, or None without weight decay."""
-    if not config.weight_decay > 0:
-        return None
-
-    def regularizer(w):
-        # tf.nn.l2_loss is sum(w**2) / 2, so the gradient is weight_decay * w,
-        # the same as Caffe's weight_decay.
-        return tf.multiply(config.weight_decay, tf.nn.l2_loss(w), name="l2_weight_decay")
-    return regularizer
-
-
-def _conv(net, spec, features, is_training, config):
-    """Convolution (+ batch norm) (+ ReLU) in variable scope ``spec.name``."""
-    in_features = tf.dimension_value(net.shape[-1])
-    if in_features is None:
-        raise ValueError(f"{spec.name}: the input's channel dimension must be known, got {net.shape}")
-    with tf.variable_scope(spec.name):
-        kernel = tf.get_variable(
-            WEIGHTS_NAME, [spec.kernel, spec.kernel, in_features, features],
-            # The Caffe model's 'msra' filler: He et al. (2015) for ReLU networks.
-            initializer=tf.variance_scaling_initializer(scale=2.0, mode="fan_in"),
-            regularizer=_weight_decay(config))
-        net = tf.nn.conv2d(net, kernel, strides=[1, 1, 1, 1], padding="SAME")
-        if spec.bias:
-            biases = tf.get_variable(BIASES_NAME, [features], initializer=tf.zeros_initializer())
-            net = tf.nn.bias_add(net, biases)
-        if spec.batch_norm:
-            net = _batch_norm(net, is_training, config)
-        if spec.relu:
-            net = tf.nn.relu(net)
-    return net
-
-
-def _dropout(net, active, rate, name):
-    """Dropout when ``active`` (Python bool or bool tensor), identity otherwise."""
-    with tf.name_scope(name):
-        return _smart_cond(active, lambda: tf.nn.dropout(net, rate=rate), lambda: tf.identity(net))
-
-
-def _features(spec, config, num_classes):
-    if spec.features is None:
-        return num_classes
-    return max(1, int(round(spec.features * config.width_multiplier)))
+def _features(spec, num_classes):
+    return num_classes if spec.features is None else spec.features
 
 
 class _PoolRecord(NamedTuple):
     """What an encoder stage hands to its decoder stage."""
 
     stage: int
-    argmax: object   # int64 [batch, h, w, c]
+    argmax: object   # int64 [batch, h, w, c], or None (a decoder that reads no indices)
     shape: object    # int tensor [4]: the pre-pool shape
     static_shape: object  # tf.TensorShape of the pre-pool map
     skip: object     # FCN-Basic: 1x1 class scores of the previous stage's pooled map, or None
     pooled: object   # this stage's pooled output
+    pre_pool: object  # the encoder map before the pool (U-Net concatenates it)
 
 
 def _upsample_unpool(net, record, config):
@@ -393,12 +332,9 @@ def _upsample_deconv(net, record, config):
     # Learned upsampling (FCN's "deconvolution"): a stride-2 transposed
     # convolution to the exact pre-pool size, so odd sizes work as for unpooling.
     channels = tf.dimension_value(net.shape[-1])
-    kernel = tf.get_variable(
-        WEIGHTS_NAME, [config.upsample_kernel, config.upsample_kernel, channels, channels],
-        initializer=tf.constant_initializer(bilinear_upsample_kernel(config.upsample_kernel, channels)),
-        regularizer=_weight_decay(config))
-    output_shape = tf.concat([tf.cast(record.shape[:3], tf.int32), [channels]], axis=0)
-    return tf.nn.conv2d_transpose(net, kernel, output_shape, strides=[1, 2, 2, 1], padding="SAME")
+    kernel = bilinear_upsample_kernel(config.upsample_kernel, channels)
+    return transposed_conv(net, channels, record.shape, config.upsample_kernel, config,
+                           initializer=tf.constant_initializer(kernel))
 
 
 def _upsample_deconv_add(net, record, config):
@@ -421,38 +357,59 @@ def _upsample_bilinear(net, record, config):
     return tf.image.resize_bilinear(net, size, align_corners=False, half_pixel_centers=True)
 
 
+def _upsample_upconv(net, record, config):
+    # U-Net's up-convolution, with a bias and a ReLU as in ports of the
+    # authors' Caffe model (upconv_d4c_u3a, relu_u3a). It outputs as many
+    # features as the encoder map it is concatenated with next, so the
+    # concatenation is half upsampled, half encoder (U-Net: 1024 -> 512 + 512).
+    features = tf.dimension_value(record.static_shape[-1])
+    return transposed_conv(net, features, record.shape, UPCONV_KERNEL, config, bias=True,
+                           relu=True)
+
+
 class _Decoder(NamedTuple):
     """How one kind of decoder upsamples (see :data:`DECODERS`).
 
     Attributes:
         upsample: ``fn(net, record, config)`` -> a map of the record's height
-            and width (and ``net``'s channels), built inside the variable scope
-            ``upsample<stage>``.
+            and width (``net``'s channels; the encoder map's for ``'unet'``),
+            built inside the variable scope ``<name><stage>``.
         family: ``'segnet'``: the architecture's decoder convolutions follow
             each upsampling and its classifier comes last. ``'fcn'``: the deepest
             encoder output is scored into ``num_classes`` maps by a 1x1
             convolution (``score_pool<N>``) which the decoder only upsamples.
         skip: add the 1x1 scores of the encoder's pooled map of the same
             resolution (``score_pool<s>``, FCN-Basic) after each upsampling.
+        indices: reads the pooling indices, so the encoder pools with
+            :func:`max_pool_with_argmax` (else with :func:`max_pool`).
+        concat: concatenate the encoder's pre-pool map after each upsampling
+            (end point ``concat<s>``, U-Net).
+        name: prefix of the upsampling's variable scope and end point
+            (``'upsample'``, U-Net's ``'upconv'``).
     """
 
     upsample: object
     family: str
     skip: bool = False
+    indices: bool = False
+    concat: bool = False
+    name: str = "upsample"
 
 
 # Decoders, by SegNetConfig.decoder. The paper's names for them with the
 # SegNet-Basic encoder: SegNet-Basic, FCN-Basic, FCN-Basic-NoAddition and
-# Bilinear-Interpolation.
+# Bilinear-Interpolation; 'unet' is U-Net's.
 _DECODER_TABLE = {
-    "unpool": _Decoder(_upsample_unpool, "segnet"),
+    "unpool": _Decoder(_upsample_unpool, "segnet", indices=True),
     "deconv_add": _Decoder(_upsample_deconv_add, "fcn", skip=True),
     "deconv": _Decoder(_upsample_deconv, "fcn"),
     "bilinear": _Decoder(_upsample_bilinear, "fcn"),
+    "unet": _Decoder(_upsample_upconv, "segnet", concat=True, name="upconv"),
 }
 DECODERS = tuple(_DECODER_TABLE)
-#: Decoder name -> ``'segnet'`` (upsample, then learned convolutions) or
-#: ``'fcn'`` (score the classes at the bottleneck, then only upsample).
+#: Decoder name -> ``'segnet'`` (upsample, then the architecture's learned
+#: decoder convolutions; U-Net's too) or ``'fcn'`` (score the classes at the
+#: bottleneck, then only upsample).
 DECODER_FAMILIES = {name: spec.family for name, spec in _DECODER_TABLE.items()}
 
 
@@ -462,34 +419,188 @@ def _score_spec(stage):
     return LayerSpec(f"score_pool{stage}", None, 1, batch_norm=False, relu=False)
 
 
-def segnet(images, num_classes, is_training, config=SegNetConfig(), scope=DEFAULT_SCOPE,
-           reuse=None, mc_dropout=False):
-    """Builds SegNet (or a variant) on ``images``.
+class Network(NamedTuple):
+    """What :func:`build` makes of a model config (see :func:`network`).
+
+    Attributes:
+        architecture: the :class:`Architecture`, features resolved (a width
+            multiplier applied); ``None`` features stay ``num_classes``.
+        decoder: a key of :data:`DECODERS`.
+        scope: the default variable scope (``'segnet'``, ``'unet'``).
+    """
+
+    architecture: Architecture
+    decoder: str
+    scope: str
+
+
+@functools.singledispatch
+def network(config) -> Network:
+    """The architecture table, decoder and scope that :func:`build` uses for a config.
+
+    Dispatches on the config's type: :class:`SegNetConfig` here,
+    :class:`segnet_lib.unet.UNetConfig` registered by its module (with
+    ``@network.register(UNetConfig)``), so that :func:`build` takes either
+    without this module knowing U-Net's.
 
     Args:
-        images: float32 ``[batch, height, width, 3]`` (any batch, including
-            ``None``; any height and width, also not multiples of 32).
+        config: a model config.
+
+    Returns:
+        A :class:`Network`.
+
+    Raises:
+        ValueError: no model is built from this type of config.
+    """
+    raise ValueError(f"config must be a model config (SegNetConfig, UNetConfig), got "
+                     f"{type(config).__name__}")
+
+
+@network.register(SegNetConfig)
+def _segnet_network(config):
+    return Network(_scaled(architecture(config.variant, config.stages), config.width_multiplier),
+                   config.decoder, DEFAULT_SCOPE)
+
+
+def build(images, num_classes, is_training, config, scope=None, reuse=None, mc_dropout=False):
+    """Builds the model a config describes: SegNet, a decoder variant or U-Net.
+
+    The one graph builder behind :func:`segnet` and
+    :func:`segnet_lib.unet.unet`; training, export, the study and the
+    benchmarks call it with the run's model config. It reads the table and
+    decoder from :func:`network`, then builds the encoder stages (each
+    followed by a 2x2 max pool that keeps, for the decoder, its pre-pool shape
+    and, as the decoder needs, its indices, its pre-pool map or the 1x1 scores
+    of the pooled map), the bottleneck, and the decoder stages in reverse
+    (upsample to the exact pre-pool size, concatenate for ``'unet'``, then
+    the decoder convolutions), then the classifier.
+
+    Args:
+        images: float32 ``[batch, height, width, channels]`` (any batch,
+            including ``None``; any height and width, also not multiples of
+            32; channels known).
         num_classes: number of output classes.
         is_training: Python bool or scalar bool tensor. Selects batch statistics
             (and adds moving-average updates to ``tf.GraphKeys.UPDATE_OPS``) and
             turns dropout on.
-        config: a :class:`SegNetConfig`.
-        scope: variable scope of all variables.
+        config: a model config: :class:`SegNetConfig` or
+            :class:`segnet_lib.unet.UNetConfig`.
+        scope: variable scope of all variables (default: the config's,
+            ``'segnet'`` or ``'unet'``).
         reuse: ``True`` to share the variables of an earlier call (e.g. an
             evaluation graph next to the training one).
         mc_dropout: Python bool or bool tensor; keeps the Bayesian variant's
             dropout on at test time, for Monte Carlo sampling. Ignored by
-            variants without dropout.
+            models without dropout.
+
+    Returns:
+        ``(logits, end_points)``: logits float32 ``[batch, height, width,
+        num_classes]`` (before softmax) and an ordered dict of every layer's
+        output by name, in build order (see :func:`segnet` and
+        :func:`segnet_lib.unet.unet`).
+
+    Raises:
+        ValueError: for a config of another type, a wrong input rank, unknown
+            channel count or bad ``num_classes``.
+    """
+    plan = network(config)
+    if int(num_classes) < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    num_classes = int(num_classes)
+    arch, decoder = plan.architecture, _DECODER_TABLE[plan.decoder]
+    end_points = collections.OrderedDict()
+    with tf.variable_scope(scope or plan.scope, plan.scope, [images], reuse=reuse):
+        net = tf.convert_to_tensor(images)
+        if net.shape.ndims != 4:
+            raise ValueError(f"images must be [batch, height, width, channels], got shape {net.shape}")
+        if static_bool(is_training) is None:
+            is_training = as_bool_tensor(is_training, "is_training")
+        dropout_on = _dropout_switch(is_training, mc_dropout)
+
+        records = []
+        for stage, layers in enumerate(arch.encoder, start=1):
+            for spec in layers:
+                net = conv(net, spec, _features(spec, num_classes), is_training, config)
+                end_points[spec.name] = net
+            pre_pool = net
+            if decoder.indices:
+                net, argmax = max_pool_with_argmax(net, name=f"pool{stage}")
+            else:
+                net, argmax = max_pool(net, name=f"pool{stage}"), None
+            end_points[f"pool{stage}"] = net
+            if argmax is not None:
+                end_points[f"pool{stage}_argmax"] = argmax
+            skip = None
+            if decoder.skip and records:
+                # The previous stage's pooled map is at this stage's pre-pool
+                # resolution: score it now, so the decoder stage that returns
+                # here finds num_classes maps to add (all the encoder keeps).
+                skip = conv(records[-1].pooled, _score_spec(stage - 1), num_classes,
+                            is_training, config)
+                end_points[f"score_pool{stage - 1}"] = skip
+            records.append(_PoolRecord(stage, argmax, tf.shape(pre_pool, out_type=tf.int64),
+                                       pre_pool.shape, skip, net, pre_pool))
+            if stage in arch.pool_dropout:
+                net = dropout(net, dropout_on, config.dropout_rate, f"pool{stage}_dropout")
+                end_points[f"pool{stage}_dropout"] = net
+        for spec in arch.bottleneck:
+            net = conv(net, spec, _features(spec, num_classes), is_training, config)
+            end_points[spec.name] = net
+
+        if decoder.family == "fcn":
+            # Dimensionality reduction of the deepest encoder map to class scores.
+            net = conv(net, _score_spec(len(records)), num_classes, is_training, config)
+            end_points[f"score_pool{len(records)}"] = net
+        for layers, record in zip(arch.decoder, reversed(records)):
+            name = f"{decoder.name}{record.stage}"
+            with tf.variable_scope(name):
+                net = decoder.upsample(net, record, config)
+            # The pre-pool shape fixes height and width (and the channels are net's).
+            net.set_shape(record.static_shape[:-1].concatenate(net.shape[-1:]))
+            end_points[name] = net
+            if decoder.concat:
+                # U-Net's skip: the upsampled map, then the encoder's whole map
+                # (the order of concat_d3cc_u3a-b in the authors' model).
+                net = tf.concat([net, record.pre_pool], axis=-1, name=f"concat{record.stage}")
+                end_points[f"concat{record.stage}"] = net
+            if decoder.family != "segnet":
+                continue
+            for spec in layers:
+                net = conv(net, spec, _features(spec, num_classes), is_training, config)
+                end_points[spec.name] = net
+                if spec.dropout_after:
+                    net = dropout(net, dropout_on, config.dropout_rate, f"{spec.name}_dropout")
+                    end_points[f"{spec.name}_dropout"] = net
+        if decoder.family == "segnet":
+            for spec in arch.classifier:
+                net = conv(net, spec, _features(spec, num_classes), is_training, config)
+                end_points[spec.name] = net
+        logits = tf.identity(net, name="logits")
+        end_points["logits"] = logits
+    return logits, end_points
+
+
+def segnet(images, num_classes, is_training, config=SegNetConfig(), scope=DEFAULT_SCOPE,
+           reuse=None, mc_dropout=False):
+    """Builds SegNet (or a variant, or another decoder) on ``images``.
+
+    :func:`build` for a :class:`SegNetConfig`; the arguments are
+    :func:`build`'s (``images`` float32 ``[batch, height, width, 3]``, any
+    batch and size), with ``config`` a :class:`SegNetConfig` and ``scope``
+    ``'segnet'`` by default.
 
     Returns:
         ``(logits, end_points)``: logits float32 ``[batch, height, width,
         num_classes]`` (before softmax) and an ordered dict of every layer's
         output by name (``'conv1_1'``, ``'pool1'``, ``'pool1_argmax'``,
-        ``'upsample5'``, ..., ``'logits'``). The FCN-style decoders have no
+        ``'upsample5'``, ..., ``'logits'``). Only ``'unpool'`` has the
+        ``'pool<s>_argmax'`` indices. The FCN-style decoders have no
         decoder convolutions; they add ``'score_pool<s>'`` (1x1 class scores of
         a pooled map: the deepest one, and for ``'deconv_add'`` the shallower
         ones too) and their ``'upsample<s>'`` maps have ``num_classes``
-        channels.
+        channels. ``'unet'`` has ``'upconv<s>'`` (the up-convolution, as many
+        features as the encoder map of that resolution) and ``'concat<s>'``
+        (twice that) where the others have ``'upsample<s>'``.
 
     Raises:
         ValueError: for a wrong input rank, unknown channel count or bad
@@ -497,79 +608,19 @@ def segnet(images, num_classes, is_training, config=SegNetConfig(), scope=DEFAUL
     """
     if not isinstance(config, SegNetConfig):
         raise ValueError(f"config must be a SegNetConfig, got {type(config).__name__}")
-    if int(num_classes) < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    num_classes = int(num_classes)
-    arch = architecture(config.variant)
-    end_points = collections.OrderedDict()
-    with tf.variable_scope(scope, DEFAULT_SCOPE, [images], reuse=reuse):
-        net = tf.convert_to_tensor(images)
-        if net.shape.ndims != 4:
-            raise ValueError(f"images must be [batch, height, width, channels], got shape {net.shape}")
-        if _static_bool(is_training) is None:
-            is_training = _as_bool_tensor(is_training, "is_training")
-        dropout_on = _dropout_switch(is_training, mc_dropout)
-
-        decoder = _DECODER_TABLE[config.decoder]
-        records = []
-        for stage, layers in enumerate(arch.encoder, start=1):
-            for spec in layers:
-                net = _conv(net, spec, _features(spec, config, num_classes), is_training, config)
-                end_points[spec.name] = net
-            pre_pool = net
-            net, argmax = max_pool_with_argmax(net, name=f"pool{stage}")
-            end_points[f"pool{stage}"] = net
-            end_points[f"pool{stage}_argmax"] = argmax
-            skip = None
-            if decoder.skip and records:
-                # The previous stage's pooled map is at this stage's pre-pool
-                # resolution: score it now, so the decoder stage that returns
-                # here finds num_classes maps to add (all the encoder keeps).
-                skip = _conv(records[-1].pooled, _score_spec(stage - 1), num_classes,
-                             is_training, config)
-                end_points[f"score_pool{stage - 1}"] = skip
-            records.append(_PoolRecord(stage, argmax, tf.shape(pre_pool, out_type=tf.int64),
-                                       pre_pool.shape, skip, net))
-            if stage in arch.pool_dropout:
-                net = _dropout(net, dropout_on, config.dropout_rate, f"pool{stage}_dropout")
-                end_points[f"pool{stage}_dropout"] = net
-
-        if decoder.family == "fcn":
-            # Dimensionality reduction of the deepest encoder map to class scores.
-            net = _conv(net, _score_spec(len(records)), num_classes, is_training, config)
-            end_points[f"score_pool{len(records)}"] = net
-        for layers, record in zip(arch.decoder, reversed(records)):
-            with tf.variable_scope(f"upsample{record.stage}"):
-                net = decoder.upsample(net, record, config)
-            # The pre-pool shape fixes height and width (and the channels are net's).
-            net.set_shape(record.static_shape[:-1].concatenate(net.shape[-1:]))
-            end_points[f"upsample{record.stage}"] = net
-            if decoder.family != "segnet":
-                continue
-            for spec in layers:
-                net = _conv(net, spec, _features(spec, config, num_classes), is_training, config)
-                end_points[spec.name] = net
-                if spec.dropout_after:
-                    net = _dropout(net, dropout_on, config.dropout_rate, f"{spec.name}_dropout")
-                    end_points[f"{spec.name}_dropout"] = net
-        if decoder.family == "segnet":
-            for spec in arch.classifier:
-                net = _conv(net, spec, _features(spec, config, num_classes), is_training, config)
-                end_points[spec.name] = net
-        logits = tf.identity(net, name="logits")
-        end_points["logits"] = logits
-    return logits, end_points
+    return build(images, num_classes, is_training, config, scope=scope, reuse=reuse,
+                 mc_dropout=mc_dropout)
 
 
 def _dropout_switch(is_training, mc_dropout):
     """Dropout is on while training, or at test time when MC sampling."""
-    train, mc = _static_bool(is_training), _static_bool(mc_dropout)
+    train, mc = static_bool(is_training), static_bool(mc_dropout)
     if train is True or mc is True:
         return True
     if train is False and mc is False:
         return False
-    return tf.logical_or(_as_bool_tensor(is_training, "is_training"),
-                         _as_bool_tensor(mc_dropout, "mc_dropout"))
+    return tf.logical_or(as_bool_tensor(is_training, "is_training"),
+                         as_bool_tensor(mc_dropout, "mc_dropout"))
 
 
 # ---------------------------------------------------------------------------
@@ -600,8 +651,10 @@ def _layer_kind(name):
         return "dropout"
     if name.startswith("pool"):
         return "max pool"
-    if name.startswith("upsample"):
+    if name.startswith(("upsample", "upconv")):
         return "upsample"
+    if name.startswith("concat"):
+        return "concat"
     if name == "logits":
         return "output"
     return "conv"
@@ -611,7 +664,7 @@ def layer_table(end_points, scope=None, graph=None):
     """A table of the layers: name, kind, output shape and parameters.
 
     Args:
-        end_points: the dict returned by :func:`segnet`.
+        end_points: the dict returned by :func:`build` (or :func:`segnet`).
         scope: the builder's variable scope, if several models share the graph.
         graph: graph holding the variables (default graph if None).
 

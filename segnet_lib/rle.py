@@ -12,12 +12,18 @@ every function here takes ``order`` with no default:
   to bottom, then left to right, so pixel 2 is the one *below* pixel 1. This is
   what the evaluation pages of Airbus Ship Detection, TGS Salt Identification and
   Severstal Steel Defect Detection describe ("1 is pixel (1,1), 2 is pixel
-  (2,1)"), and what pycocotools uses for its counts.
+  (2,1)"), and how their public notebooks decode.
 * ``order='C'`` (row-major): pixels numbered left to right, then top to bottom,
-  so pixel 2 is the one to the *right* of pixel 1. The Sartorius cell instance
-  segmentation ``train.csv`` decodes correctly this way (its evaluation page
-  repeats the column-major sentence; the public notebooks reshape row-major),
-  and so does this project's sample data.
+  so pixel 2 is the one to the *right* of pixel 1. The Carvana Image Masking
+  ``train_masks.csv`` and the Sartorius cell instance segmentation ``train.csv``
+  decode correctly this way (public solutions encode with a plain
+  ``flatten()`` or reshape row-major, whatever the competition pages say), and
+  so does this project's sample data.
+
+COCO's run-length encoding (pycocotools' ``counts``) is another format:
+alternating background and foreground run *lengths*, no starts, column-major,
+beginning with a background run. :func:`from_coco_counts` turns it into the
+Kaggle form; :func:`decode` would misread it without an error.
 
 Decoding with the wrong order gives no error, only a mask that is mirrored
 along the diagonal (square images) or scrambled (others); notebook 01 shows it.
@@ -28,7 +34,10 @@ digits at a time. See ``benchmarks/bench_rle.py`` for the measured speed-ups.
 
 Label maps: :func:`decode_label_map` paints several RLE rows of one image into
 one ``[height, width]`` array, each row with its class id (semantic
-segmentation) or instance id; :func:`encode_label_map` does the reverse. CSV
+segmentation) or instance id, parsing the rows together (a competition row is
+often a single cell of a few dozen runs, where the cost per call, not the
+digits, is the time; ``benchmarks/bench_csv.py`` measures a whole CSV);
+:func:`encode_label_map` does the reverse. CSV
 files of RLE strings (such as the seed project's ``train.csv``) are read and
 written by :mod:`segnet_lib.rle_csv`.
 """
@@ -43,7 +52,8 @@ import pandas as pd
 from segnet_lib.rle_text import format_ints, parse_ints
 
 __all__ = ["ORDERS", "OVERLAP_POLICIES", "decode", "encode", "to_runs", "decode_label_map",
-           "encode_label_map", "check_order", "check_shape", "check_overlap", "is_missing"]
+           "encode_label_map", "from_coco_counts", "check_order", "check_shape", "check_overlap",
+           "is_missing"]
 
 #: The two pixel orders: ``'C'`` row-major, ``'F'`` column-major.
 ORDERS = ("C", "F")
@@ -295,6 +305,53 @@ def encode(mask, order: str) -> str:
     return format_ints(bounds)
 
 
+def from_coco_counts(counts, shape) -> str:
+    """Converts COCO's uncompressed RLE ``counts`` into a Kaggle RLE string.
+
+    pycocotools stores a mask as the lengths of alternating runs of 0s and 1s
+    over the column-major pixel line, starting with a run of 0s (of length 0
+    when the first pixel is set): ``[2, 3, 1, 1]`` is ``0 0 1 1 1 0 1``. The
+    Kaggle form lists each run of 1s as ``start length``, so the starts are the
+    running sums of the lengths before each run of 1s, plus 1.
+
+    Args:
+        counts: the ``'counts'`` list of an uncompressed COCO RLE: non-negative
+            integers summing to ``height * width``.
+        shape: ``(height, width)``, COCO's ``'size'``.
+
+    Returns:
+        The RLE string in column-major order: decode it with
+        ``decode(text, shape, 'F')``.
+
+    Raises:
+        ValueError: a negative or non-integer count, or counts that do not
+            cover the image exactly.
+        TypeError: a compressed COCO string; decode that with pycocotools
+            (``pycocotools.mask.decode``) and encode the mask with
+            ``encode(mask, 'F')``.
+    """
+    if isinstance(counts, (str, bytes)):
+        raise TypeError("counts is a compressed COCO string; decode it with "
+                        "pycocotools.mask.decode and encode the mask with rle.encode(mask, 'F')")
+    h, w = check_shape(shape)
+    try:
+        lengths = np.array([_as_int(c) for c in counts], np.int64)
+    except ValueError as err:
+        raise ValueError(f"COCO counts must be integers: {err}") from None
+    if (lengths < 0).any():
+        i = int(np.argmax(lengths < 0))
+        raise ValueError(f"COCO count {i} is {lengths[i]} < 0")
+    if lengths.sum() != h * w:
+        raise ValueError(f"COCO counts sum to {lengths.sum()}, not {h * w} = {h}x{w} pixels")
+    ends = np.cumsum(lengths)
+    starts, runs = ends[1::2] - lengths[1::2], lengths[1::2]  # the runs of 1s
+    keep = runs > 0
+    pairs = np.empty(2 * int(keep.sum()), np.int64)
+    pairs[0::2] = starts[keep] + 1  # 1-based
+    pairs[1::2] = runs[keep]
+    return format_ints(pairs)
+
+
 # ----------------------------------------------------------------------------
 # Label maps
 # ----------------------------------------------------------------------------
@@ -361,14 +418,18 @@ def decode_label_map(rles: Sequence, values: Sequence, shape, order: str, *,
         raise ValueError(f"{len(rles)} RLE rows but {len(values)} values")
     labels = list(row_labels) if row_labels is not None else [f"row {i}" for i in range(len(rles))]
     n = shape[0] * shape[1]
-    parsed = []  # (row, starts, lengths, value)
-    for row, (rle, value) in enumerate(zip(rles, values)):
-        try:
-            starts, lengths = to_runs(rle, shape)
-        except (ValueError, TypeError) as err:
-            raise type(err)(f"{labels[row]}: {err}") from None
-        if starts.size:
-            parsed.append((row, starts, lengths, _row_value(value, dtype, labels[row])))
+    runs = _runs_together(rles, n)
+    if runs is None:  # a row the fast path cannot vouch for: parse one by one, naming the culprit
+        runs = []
+        for row, rle in enumerate(rles):
+            try:
+                starts, lengths = to_runs(rle, shape)
+            except (ValueError, TypeError) as err:
+                raise type(err)(f"{labels[row]}: {err}") from None
+            if starts.size:
+                runs.append((row, starts, lengths))
+    parsed = [(row, starts, lengths, _row_value(values[row], dtype, labels[row]))
+              for row, starts, lengths in runs]  # (row, starts, lengths, value)
     if not parsed:
         return _unflatten(np.zeros(n, dtype), shape, order)
     if overlap == "error":
@@ -379,6 +440,52 @@ def decode_label_map(rles: Sequence, values: Sequence, shape, order: str, *,
         for _, starts, lengths, value in painting:  # a loop over rows, not runs
             flat[_run_pixels(starts, lengths)] = value
     return _unflatten(flat, shape, order)
+
+
+_IRREGULAR_SPACE = ("  ", "\t", "\n", "\r", "\x0b", "\x0c")
+
+
+def _runs_together(rles, n: int):
+    """``[(row, starts, lengths), ...]`` of the rows with runs, parsed and checked at once; or None.
+
+    A CSV row is often short (a cell: a few dozen runs), and then the fixed
+    cost of each parse and check, not the digits, is the time. So the rows
+    are joined into one string, parsed once and checked with a few array
+    operations; each row's share is known from its count of separators. This
+    holds only for plain text (single spaces between integers), and every
+    check must pass: otherwise None, and the caller parses row by row, which
+    names the first bad row.
+    """
+    texts, rows = [], []
+    for row, rle in enumerate(rles):
+        if is_missing(rle):
+            continue
+        if not isinstance(rle, str) or rle != rle.strip():
+            return None
+        if rle:
+            texts.append(rle)
+            rows.append(row)
+    if not texts:
+        return []
+    joined = " ".join(texts)
+    if not joined.isascii() or any(c in joined for c in _IRREGULAR_SPACE):
+        return None
+    try:
+        numbers = parse_ints(joined)
+    except ValueError:
+        return None
+    counts = np.fromiter((t.count(" ") + 1 for t in texts), np.int64, len(texts))
+    if counts.sum() != numbers.size or (counts % 2).any():
+        return None
+    starts, lengths = numbers[0::2] - 1, numbers[1::2]
+    ends = starts + lengths
+    pair_row = np.repeat(np.arange(len(texts)), counts // 2)
+    # Within a row, runs are sorted and disjoint; across rows, anything goes.
+    if (starts.min() < 0 or lengths.min() < 1 or ends.max() > n
+            or ((pair_row[1:] == pair_row[:-1]) & (starts[1:] < ends[:-1])).any()):
+        return None
+    bounds = np.concatenate([[0], np.cumsum(counts // 2)])
+    return [(row, starts[lo:hi], lengths[lo:hi]) for row, lo, hi in zip(rows, bounds[:-1], bounds[1:])]
 
 
 def _run_pixels(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -7,7 +7,10 @@ one image combine into one label map.
 
 * :func:`read_csv` reads a file into a DataFrame with normalised column names
   (``id``, ``rle``, ``class``, ``width``, ``height``), checking ids, classes
-  and sizes and naming the file and line of a bad value.
+  and sizes and naming the file, line and id of a bad value. A class column
+  may hold ids or names; names become ids 1, 2, ... (background is 0), in the
+  order given or, by default, sorted, and the frame records them
+  (``frame.attrs['class_names']``). :func:`read_header` reads only the header.
 * :class:`RLETable` groups those rows by image once (``pd.factorize`` and a
   stable sort: iterating a pandas ``groupby`` would build a DataFrame per
   image) and decodes one image's label map on demand, checking the stated
@@ -29,8 +32,8 @@ import pandas as pd
 from segnet_lib import rle
 from segnet_lib.files import atomic_write_text
 
-__all__ = ["ID_COLUMNS", "RLE_COLUMNS", "CLASS_COLUMNS", "KINDS", "read_csv", "RLETable",
-           "iter_label_maps", "write_csv"]
+__all__ = ["ID_COLUMNS", "RLE_COLUMNS", "CLASS_COLUMNS", "KINDS", "BACKGROUND", "read_header",
+           "read_csv", "RLETable", "iter_label_maps", "write_csv"]
 
 # Column names that read_csv recognises, in order of preference (compared
 # case-insensitively). Seed project: id, annotation; Kaggle: ImageId,
@@ -44,6 +47,8 @@ CLASS_COLUMNS = ("class", "class_id", "classid", "category_id", "label")
 #: ``class``), ``'instance'`` (the rows with runs numbered 1, 2, ... in file
 #: order) or ``'binary'`` (every row 1: foreground against background).
 KINDS = ("semantic", "instance", "binary")
+#: The name of class 0 when a class column's names are numbered (see :func:`read_csv`).
+BACKGROUND = "background"
 
 
 # ----------------------------------------------------------------------------
@@ -72,6 +77,13 @@ def _line(df: pd.DataFrame, index) -> str:
     return f"{source}, line {index + 2}" if source else f"row {index}"
 
 
+def _row(df: pd.DataFrame, index) -> str:
+    """:func:`_line` and, once the ids are known, the row's id: "train.csv, line 7 (id 'a')"."""
+    if "id" in df and not pd.isna(df.at[index, "id"]):
+        return f"{_line(df, index)} (id {str(df.at[index, 'id'])!r})"
+    return _line(df, index)
+
+
 def _integer_column(df, column, what: str, positive: bool, required=None) -> pd.Series:
     """The column as int64; a value that is not an integer (or a missing one
     where ``required``, default everywhere) raises ValueError naming the line."""
@@ -85,10 +97,26 @@ def _integer_column(df, column, what: str, positive: bool, required=None) -> pd.
         i = bad.idxmax()
         value = df.at[i, column]
         if pd.isna(value):
-            raise ValueError(f"{_line(df, i)}: {what} is missing")
+            raise ValueError(f"{_row(df, i)}: {what} is missing")
         kind = "a positive integer" if positive else "an integer"
-        raise ValueError(f"{_line(df, i)}: {what} {value!r} is not {kind}")
+        raise ValueError(f"{_row(df, i)}: {what} {value!r} is not {kind}")
     return numbers.fillna(0).astype(np.int64)
+
+
+def read_header(path) -> list[str]:
+    """The column names of a CSV file, reading nothing else.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is empty or not a CSV (naming it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"RLE CSV {str(path)!r} not found")
+    try:
+        return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot read a CSV header: {err}") from None
 
 
 def read_csv(path, *, id_column: str | None = None, rle_column: str | None = None,
@@ -103,27 +131,37 @@ def read_csv(path, *, id_column: str | None = None, rle_column: str | None = Non
     optionally a class (``class``, ``ClassId``, ``category_id``, ``label``) and
     ``width``/``height``. Other columns are kept unchanged.
 
+    The class column may hold ids (``3``) or names (``'cat'``, Sartorius'
+    ``'astro'``). Names become ids by ``classes`` when given, else by their
+    sorted order: 1 for the first, 2 for the next, with 0 the background.
+
     Args:
         path: the CSV file.
         id_column, rle_column: names of those columns, if not recognised.
         class_column: name of the class column; None finds one if present;
             False ignores any (every row is then an instance).
-        classes: for class columns holding names (e.g. ``'cat'``): a sequence
-            whose index is the class id (such as ``voc.VOC_CLASSES``) or a
-            mapping ``name -> id``.
+        classes: the class names, for a class column holding names (and to
+            check a column of ids against): a sequence whose index is the
+            class id (such as ``voc.VOC_CLASSES``, or background followed by
+            a documented list) or a mapping ``name -> id``. A column of plain
+            ids passes through it unchanged.
         **read_csv_kwargs: passed to :func:`pandas.read_csv`.
 
     Returns:
         DataFrame with ``id`` (str), ``rle`` (str, ``''`` for empty masks) and,
         when present, ``class``, ``width``, ``height`` (int64; class 0 on rows
         with an empty RLE and no class). The index is the 0-based data row
-        (file line = index + 2); ``df.attrs['source']`` is the path, so later
-        errors can name the file and line.
+        (file line = index + 2). ``df.attrs``: ``'source'``, the path, so later
+        errors can name the file and line; ``'class_column'``, the class
+        column's name in the file (None without one); ``'class_names'``, the
+        names by class id when the column holds names or ``classes`` is given,
+        else None (ids without names).
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: a missing id/RLE column, an empty id, or a class, width or
-            height that is not an integer (naming the file and line).
+        ValueError: a missing id/RLE column, an empty id, a class name not in
+            ``classes``, a class id beyond them, or a class, width or height
+            that is not an integer (naming the file, line and id).
     """
     path = Path(path)
     if not path.is_file():
@@ -148,34 +186,60 @@ def read_csv(path, *, id_column: str | None = None, rle_column: str | None = Non
     df = df.rename(columns={old: new for new, old in names.items() if old != new})
     other = [c for c in df.columns if c not in names]
     df = df[list(names) + other]
+    df.attrs.update(class_column=names.get("class"), class_names=None)
     missing_id = df["id"].isna()
     if missing_id.any():
         raise ValueError(f"{_line(df, missing_id.idxmax())}: empty image id")
     df["id"] = df["id"].astype(str)
     df["rle"] = df["rle"].fillna("").astype(str)
     if "class" in df:
-        df["class"] = _class_ids(df, classes)
+        df["class"], df.attrs["class_names"] = _class_ids(df, classes, names["class"])
     for size in ("width", "height"):
         if size in df:
             df[size] = _integer_column(df, size, size, positive=True)
     return df
 
 
-def _class_ids(df: pd.DataFrame, classes) -> pd.Series:
+def _class_names(classes) -> tuple[tuple, dict]:
+    """``(names by id, {name: id})`` of a sequence (index = id) or a mapping ``name -> id``."""
+    if isinstance(classes, Mapping):
+        lookup = {str(n): int(i) for n, i in classes.items()}
+        names = [f"class {i}" for i in range(max(lookup.values(), default=0) + 1)]
+        names[0] = BACKGROUND
+        for n, i in lookup.items():
+            names[i] = n
+        return tuple(names), lookup
+    names = tuple(str(n) for n in classes)
+    return names, {n: i for i, n in enumerate(names)}
+
+
+def _class_ids(df: pd.DataFrame, classes, column: str):
+    """``(class ids int64, class names or None)`` of the ``class`` column."""
     raw = df["class"]
     has_runs = df["rle"] != ""
-    if classes is not None:
-        lookup = dict(classes) if isinstance(classes, Mapping) else {n: i for i, n in enumerate(classes)}
-        names = raw.map(lookup)
-        numeric = pd.to_numeric(raw, errors="coerce")
-        raw = names.where(names.notna(), numeric)  # names first, then plain numbers
-        unknown = raw.isna() & df["class"].notna()
-        if unknown.any():
-            i = unknown.idxmax()
-            raise ValueError(f"{_line(df, i)}: class {df.at[i, 'class']!r} is not in classes")
-        df = df.assign(_class=raw)
-        return _integer_column(df, "_class", "class", positive=False, required=has_runs)
-    return _integer_column(df, "class", "class", positive=False, required=has_runs)
+    if classes is None:
+        named = raw.notna() & pd.to_numeric(raw, errors="coerce").isna()
+        if not named.any():  # plain ids
+            return _integer_column(df, "class", "class", positive=False, required=has_runs), None
+        # Names, numbered in sorted order after the background.
+        classes = (BACKGROUND,) + tuple(sorted(set(raw[raw.notna()].astype(str))))
+    names, lookup = _class_names(classes)
+    ids = raw.map(lookup)
+    ids = ids.where(ids.notna(), pd.to_numeric(raw, errors="coerce"))  # names first, then ids
+    unknown = ids.isna() & raw.notna()
+    if unknown.any():
+        i = unknown.idxmax()
+        known = [n for n, k in lookup.items() if k != 0]
+        raise ValueError(f"{_row(df, i)}: {column} {raw[i]!r} is not one of the classes "
+                         f"({', '.join(known)})")
+    ids = _integer_column(df.assign(_class=ids), "_class", "class", positive=False,
+                          required=has_runs)
+    beyond = (ids >= len(names)) | (ids < 0)
+    if beyond.any():
+        i = beyond.idxmax()
+        raise ValueError(f"{_row(df, i)}: class {int(ids[i])} is outside 0..{len(names) - 1} "
+                         f"({', '.join(names)})")
+    return ids, names
 
 
 # ----------------------------------------------------------------------------
@@ -202,6 +266,9 @@ class RLETable:
         order, kind: as given (``kind`` resolved).
         source: the file, for messages (``'the CSV'`` for a bare DataFrame).
         ids: the image ids (str), in order of first appearance.
+        class_names: the class names by id when the file's class column
+            holds names (``frame.attrs['class_names']``, see :func:`read_csv`),
+            else None.
 
     Raises:
         FileNotFoundError: no such file.
@@ -223,6 +290,7 @@ class RLETable:
             raise ValueError(f"kind='semantic' needs a class column, got {list(df.columns)}")
         self.frame, self.kind = df, kind
         self.source = df.attrs.get("source", "the CSV")
+        self.class_names = df.attrs.get("class_names")
         codes, uniques = pd.factorize(df["id"].astype(str), sort=False)
         self._by_image = np.argsort(codes, kind="stable")
         self._bounds = np.searchsorted(codes[self._by_image], np.arange(len(uniques) + 1))
@@ -258,20 +326,37 @@ class RLETable:
             raise KeyError(f"id {image_id!r} has no row in {self.source}")
         return self._by_image[self._bounds[g]:self._bounds[g + 1]]
 
+    def where(self, image_id) -> str:
+        """Where an image's first row is, for messages: ``"train.csv, line 7 (id 'a')"``.
+
+        Raises:
+            KeyError: an unknown id.
+        """
+        return self._label(self._rows(image_id)[0], image_id)
+
+    def _label(self, position, image_id) -> str:
+        return f"{_line(self.frame, self._index[position])} (id {str(image_id)!r})"
+
     def stated_shape(self, image_id):
         """``(height, width)`` from the file's width/height columns, or None without them.
 
         Raises:
             KeyError: an unknown id.
-            ValueError: the image's rows state different sizes.
+            ValueError: the image's rows state different sizes (naming the
+                first row and one that disagrees with it).
         """
         if self._sizes is None:
             return None
-        sizes = {tuple(s) for s in self._sizes[self._rows(image_id)].tolist()}
-        if len(sizes) > 1:
-            raise ValueError(f"{self.source}: id {image_id!r} has rows with different sizes "
-                             f"(height, width) {sorted(sizes)}")
-        return sizes.pop()
+        positions = self._rows(image_id)
+        sizes = self._sizes[positions]
+        differ = np.flatnonzero((sizes != sizes[0]).any(axis=1))
+        if differ.size:
+            (h0, w0), (h, w) = sizes[0], sizes[differ[0]]
+            first = _line(self.frame, self._index[positions[0]])
+            other = _line(self.frame, self._index[positions[differ[0]]])
+            raise ValueError(f"{self.source}: id {str(image_id)!r} has rows with different sizes "
+                             f"(height x width): {h0}x{w0} on {first}, {h}x{w} on {other}")
+        return int(sizes[0, 0]), int(sizes[0, 1])
 
     def label_map(self, image_id, shape=None, *, overlap: str = "error", dtype=np.uint8,
                   shape_name: str | None = None) -> np.ndarray:
@@ -305,8 +390,8 @@ class RLETable:
         if stated is not None and stated != shape:
             given = (f"shape {shape} was given" if shape_name is None
                      else f"{shape_name} is {shape[0]}x{shape[1]}")
-            raise ValueError(f"{self.source}: id {image_id!r} has height x width "
-                             f"{stated[0]}x{stated[1]} in the file but {given}")
+            raise ValueError(f"{self.where(image_id)}: height x width {stated[0]}x{stated[1]} "
+                             f"in the file but {given}")
         rles = self._rles[positions]
         if self.kind == "semantic":
             values = self._classes[positions].tolist()
@@ -315,7 +400,7 @@ class RLETable:
         else:  # instances numbered among the rows that have runs
             nonempty = np.array([not rle.is_missing(r) and bool(str(r).strip()) for r in rles])
             values = np.where(nonempty, np.cumsum(nonempty), 0).tolist()
-        labels = [f"{_line(self.frame, i)} (id {str(image_id)!r})" for i in self._index[positions]]
+        labels = [self._label(p, image_id) for p in positions]
         return rle.decode_label_map(rles, values, shape, self.order, overlap=overlap, dtype=dtype,
                                     row_labels=labels)
 

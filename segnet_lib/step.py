@@ -1,4 +1,5 @@
-"""One training step: SegNet on a batch, its loss and one optimiser update, on one or many replicas.
+"""One training step: the run's model on a batch, its loss and one optimiser update, on
+one or many replicas.
 
 :func:`training_step` is the step :func:`segnet_lib.train.train` runs on one
 device (and what ``benchmarks/bench_train.py`` and ``gpu-check`` time);
@@ -32,7 +33,8 @@ class TrainingStep(NamedTuple):
 
 def training_step(config, images, labels, num_classes: int, class_weights=None,
                   replicas: tuple = (1, 1)) -> TrainingStep:
-    """Builds SegNet on a batch, its loss and one optimiser update.
+    """Builds the run's model (SegNet, a decoder variant or U-Net) on a batch, its loss and one
+    optimiser update.
 
     Args:
         config: the :class:`~segnet_lib.config.TrainConfig` (model, optimiser,
@@ -57,7 +59,7 @@ def training_step(config, images, labels, num_classes: int, class_weights=None,
     # strategy the graph (and its collections) holds every replica's ops.
     updates_before = len(tf.get_collection(tf.GraphKeys.UPDATE_OPS))
     reg_before = len(tf.get_collection(tf.GraphKeys.REGULARIZATION_LOSSES))
-    logits, _ = model.segnet(images, num_classes, is_training=True, config=config.model_config())
+    logits, _ = model.build(images, num_classes, is_training=True, config=config.model_config())
     data_loss = segmentation_loss(logits, labels, num_classes, class_weights, IGNORE_LABEL)
     # The builder put weight_decay * sum(w ** 2) / 2 of every kernel it created here.
     reg = tf.get_collection(tf.GraphKeys.REGULARIZATION_LOSSES)[reg_before:]

@@ -12,18 +12,31 @@ against what each must keep in memory between the encoder and the decoder:
                                                            pooled encoder maps (float)
 ``'deconv'``           FCN-Basic-NoAddition                nothing
 ``'bilinear'``         Bilinear-Interpolation              nothing
+``'unet'``             U-Net (not in the paper's table)    every encoder map before its
+                                                           pool, whole (float)
 =====================  ==================================  ===========================
 
-:func:`run_study` trains every decoder with :func:`segnet_lib.train.train` on the
-same data, schedule and seed, scores the final weights on the validation split
-with :mod:`segnet_lib.metrics` (global and class-average accuracy, mean IoU,
-boundary F1), and measures parameters, the decoder's stored state and the
-inference time per image. :func:`decoder_state` finds the stored state in the
-graph itself: every image-dependent tensor computed without the encoder's
-final output that the decoder still reads (pooling indices, encoder maps,
-shape vectors).
+The study the book shows is 15 reference runs (:mod:`segnet_lib.reference`,
+``study/<decoder>-seed<k>``): every decoder of
+:data:`segnet_lib.recipes.STUDY_DECODERS` trained with each of
+:data:`~segnet_lib.recipes.STUDY_SEEDS` by one recipe
+(:func:`segnet_lib.recipes.study_recipe`). :func:`study_runs` finds them (or
+trains the same runs into a folder of one's own), :func:`score_runs` scores
+them on the validation split (global and class-average accuracy, mean IoU,
+boundary F1), :func:`summarise` gives mean and spread over the seeds, and
+:func:`compare` calls a difference within the spread a tie (:data:`TIE_RULE`).
 
-The paper's own numbers are in :data:`PAPER_TABLE1`.
+:func:`decoder_state` finds the stored state in the graph itself: every
+image-dependent tensor computed without the encoder's final output that the
+decoder still reads (pooling indices, encoder maps, shape vectors).
+:func:`storage_readings` works out the paper's storage multiplier under two
+readings of what FCN-Basic keeps, and :func:`measure_memory_table` measures the
+peak memory of inference and of a training step (:mod:`segnet_lib.memory`),
+shipped as ``reference/study/memory.csv`` because it depends on the machine.
+
+:func:`run_study` is the one-seed study of ``python -m segnet_lib study``: it
+trains, scores, counts and times every decoder in one table. The paper's own
+numbers are in :data:`PAPER_TABLE1`.
 """
 from __future__ import annotations
 
@@ -37,28 +50,34 @@ from typing import Callable, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from segnet_lib import export, metrics, model, sample_data, train
+from segnet_lib import export, memory, metrics, model, reference, sample_data, train
 from segnet_lib._tf import tf
+from segnet_lib.checkpoints import HISTORY_FILE, read_history
 from segnet_lib.datasets import open_datasets
 from segnet_lib.files import atomic_write_text, cache_dir
-from segnet_lib.recipes import study_recipe
+from segnet_lib.recipes import STUDY_DECODERS, STUDY_SEEDS, study_recipe
 
 __all__ = [
-    "DEFAULT_DECODERS", "PAPER_NAMES", "PAPER_TABLE1", "RESULT_COLUMNS",
+    "DEFAULT_DECODERS", "PAPER_NAMES", "PAPER_TABLE1", "RESULT_COLUMNS", "MEASURES", "TIE_RULE",
     "decoder_state", "measure_model", "bottleneck", "time_per_image",
     "run_study", "study_dir", "paper_comparison",
+    "study_runs", "score_runs", "summarise", "compare", "curves",
+    "storage_readings", "paper_model_config", "measure_memory_table", "memory_path",
+    "read_memory_table",
 ]
 
-#: The decoders trained by default, in the order of the paper's discussion.
-DEFAULT_DECODERS = ("unpool", "deconv_add", "deconv", "bilinear")
+#: The decoders trained by default, in the order of the paper's discussion, U-Net's last.
+DEFAULT_DECODERS = STUDY_DECODERS
 
 #: ``SegNetConfig.decoder`` -> the paper's name of that decoder on the
-#: SegNet-Basic encoder (Table 1).
+#: SegNet-Basic encoder (Table 1; U-Net is discussed in the paper, not
+#: tabulated).
 PAPER_NAMES = {
     "unpool": "SegNet-Basic",
     "deconv_add": "FCN-Basic",
     "deconv": "FCN-Basic-NoAddition",
     "bilinear": "Bilinear-Interpolation",
+    "unet": "U-Net",
 }
 
 # Table 1 of the paper (CamVid, 11 classes, 360x480 inputs, SegNet-Basic-sized
@@ -120,6 +139,8 @@ def bottleneck(end_points):
 
     Returns:
         The last pooled map (after its dropout, for the Bayesian variant).
+        For U-Net, too: its bottleneck convolutions read that map, so what
+        the decoder keeps is everything computed before it.
     """
     stages = [k for k in end_points if k.startswith("pool") and k[4:].isdigit()]
     if not stages:
@@ -156,7 +177,8 @@ def decoder_state(images, encoder_output, logits):
     ``encoder_output`` (so it exists before the decoder starts) and is read by
     the decoder (an op that depends on ``encoder_output`` and leads to
     ``logits``). For SegNet these are the pooling indices, for FCN-Basic the
-    1x1 scores of the pooled encoder maps. Weights are not state (they do not
+    1x1 scores of the pooled encoder maps, for U-Net the encoder maps before
+    each pool. Weights are not state (they do not
     depend on the image), nor are the pre-pool sizes the decoder needs: at a
     fully known input size TensorFlow folds them into constants.
 
@@ -210,26 +232,28 @@ def measure_model(model_config, num_classes: int, image_size=(360, 480)) -> dict
     """Parameters and decoder state of one model, built alone in a fresh graph.
 
     Args:
-        model_config: a :class:`segnet_lib.model.SegNetConfig`.
+        model_config: a model config (:class:`segnet_lib.model.SegNetConfig`
+            or :class:`segnet_lib.unet.UNetConfig`).
         num_classes: output classes.
         image_size: ``(height, width)`` of the one input image the state is
             counted for (the paper: CamVid's 360x480).
 
     Returns:
         A dict: ``params`` (trainable), ``decoder_params`` (everything not in
-        the encoder's convolutions), ``state_bytes`` / ``state_bytes_2bit``
-        (totals of :func:`decoder_state`), ``index_bytes`` and ``feature_bytes``
-        (indices and float maps as TensorFlow stores them), and ``state``, the
-        table itself.
+        the encoder's convolutions or the bottleneck), ``state_bytes`` /
+        ``state_bytes_2bit`` (totals of :func:`decoder_state`), ``index_bytes``
+        and ``feature_bytes`` (indices and float maps as TensorFlow stores
+        them), and ``state``, the table itself.
     """
-    encoder_layers = {spec.name for stage in model.architecture(model_config.variant).encoder
-                      for spec in stage}
+    plan = model.network(model_config)
+    encoder_layers = {spec.name for stage in plan.architecture.encoder for spec in stage}
+    encoder_layers |= {spec.name for spec in plan.architecture.bottleneck}
     with tf.Graph().as_default() as graph:
         images = tf.placeholder(tf.float32, [1, int(image_size[0]), int(image_size[1]), 3], "images")
-        logits, end_points = model.segnet(images, num_classes, is_training=False, config=model_config)
+        logits, end_points = model.build(images, num_classes, is_training=False, config=model_config)
         state = decoder_state(images, bottleneck(end_points), logits)
         params = model.count_parameters(graph=graph)
-        encoder = sum(model.count_parameters(f"{model.DEFAULT_SCOPE}/{name}", graph)
+        encoder = sum(model.count_parameters(f"{plan.scope}/{name}", graph)
                       for name in encoder_layers)
     by_kind = state.groupby("kind")["bytes"].sum()
     return {"params": params, "decoder_params": params - encoder,
@@ -399,3 +423,255 @@ def paper_comparison(results: pd.DataFrame) -> pd.DataFrame:
             out[f"{short} (ours)"] = 100.0 * row[ours]
         rows.append(out)
     return pd.DataFrame(rows).set_index("decoder")
+
+
+# ---------------------------------------------------------------------------
+# The multi-seed study: the reference runs, their scores, ties
+# ---------------------------------------------------------------------------
+
+#: Short name of each measure -> the key of :func:`segnet_lib.metrics.scores`.
+MEASURES = {"G": "global_accuracy", "C": "class_accuracy", "mIoU": "mean_iou",
+            "BF": "boundary_f1"}
+
+#: When two decoders tie on a measure (:func:`compare`).
+TIE_RULE = ("a tie when the difference of the two means is at most the larger of the two "
+            "decoders' spreads (max - min over the seeds)")
+
+
+def study_runs(out_dir=None, decoders: Sequence[str] = STUDY_DECODERS,
+               seeds: Sequence[int] = STUDY_SEEDS, progress: bool = False,
+               log: Optional[Callable] = None) -> dict:
+    """The study's trained models: ``(decoder, seed) -> folder`` for :func:`score_runs`.
+
+    Args:
+        out_dir: None: the shipped reference runs (``reference/study/``).
+            A folder: the same runs (the same recipes) trained there, in
+            ``<out_dir>/<decoder>-seed<k>``; a finished run is reused, an
+            interrupted one resumes.
+        decoders, seeds: which runs.
+        progress: training progress bars.
+        log: one-line messages (None: silent).
+
+    Returns:
+        A dict ``(decoder, seed) -> folder`` that
+        :func:`segnet_lib.export.load_predictor` reads.
+
+    Raises:
+        FileNotFoundError: a reference run is not shipped (the message names
+            the command that makes it).
+    """
+    runs = {}
+    for decoder in decoders:
+        for seed in seeds:
+            name = reference.study_name(decoder, seed)
+            if out_dir is None:
+                runs[decoder, seed] = reference.path(name)
+                continue
+            run_dir = Path(out_dir) / f"{decoder}-seed{seed}"
+            if log:
+                log(f"{name}: training in {run_dir}")
+            train.train(reference.REFERENCE_RUNS[name].recipe(), run_dir, progress=progress,
+                        log=None, export=False)
+            runs[decoder, seed] = export.export_model(run_dir, out=run_dir / "export-latest",
+                                                      checkpoint="latest", format="weights")
+    return runs
+
+
+def score_runs(runs: Mapping, val_set=None, progress: bool = False) -> pd.DataFrame:
+    """Scores every run of the study on the validation split, live.
+
+    Args:
+        runs: ``(decoder, seed) -> folder`` (:func:`study_runs`).
+        val_set: the images to score on (default: the study recipe's
+            validation split, with its classes).
+        progress: a progress bar per run.
+
+    Returns:
+        One row per run, indexed by ``(decoder, seed)``: the columns of
+        :data:`MEASURES` (fractions in [0, 1]) and ``min_class_pixels``, the
+        smallest number of validation pixels of a class (how much one
+        pixel's label can move a class's score).
+    """
+    if val_set is None:
+        _, val_set = open_datasets(study_recipe("cpu"))
+    rows = {}
+    for key, folder in runs.items():
+        with export.load_predictor(folder) as predictor:
+            if predictor.num_classes != val_set.num_classes:
+                raise ValueError(f"{folder}: the model has {predictor.num_classes} classes, the "
+                                 f"validation set {val_set.num_classes}")
+            evaluator = metrics.evaluate_dataset(predictor.predict, val_set, progress=progress)
+        scores = evaluator.scores()
+        rows[key] = {**{short: float(scores[name]) for short, name in MEASURES.items()},
+                     "min_class_pixels": int(evaluator.confusion.sum(1).min())}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["decoder", "seed"])
+    return table
+
+
+def summarise(scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean and spread (max - min) over the seeds of each decoder.
+
+    Args:
+        scores: :func:`score_runs`' table.
+
+    Returns:
+        Indexed by decoder (in the order of ``scores``), columns
+        ``(measure, 'mean')`` and ``(measure, 'spread')`` for each measure of
+        :data:`MEASURES`, and ``seeds``.
+    """
+    order = list(dict.fromkeys(scores.index.get_level_values("decoder")))
+    grouped = scores[list(MEASURES)].groupby(level="decoder", sort=False)
+    mean, spread = grouped.mean(), grouped.max() - grouped.min()
+    out = pd.concat({"mean": mean, "spread": spread}, axis=1).swaplevel(axis=1)
+    out = out[[(m, k) for m in MEASURES for k in ("mean", "spread")]].loc[order]
+    out["seeds"] = grouped.size().loc[order]
+    return out
+
+
+def compare(summary: pd.DataFrame, a: str, b: str, measure: str) -> dict:
+    """Compares two decoders on one measure by :data:`TIE_RULE`.
+
+    Args:
+        summary: :func:`summarise`' table.
+        a, b: decoders (rows of ``summary``).
+        measure: a key of :data:`MEASURES`.
+
+    Returns:
+        ``difference`` (mean of ``a`` minus mean of ``b``), ``spread`` (the
+        larger of the two spreads), ``verdict`` (``'higher'``, ``'lower'``
+        or ``'tie'``: ``a`` against ``b``) and ``margin`` (how far the
+        difference is from the tie threshold: a verdict flips only if the
+        scores move by about that much).
+    """
+    difference = float(summary.loc[a, (measure, "mean")] - summary.loc[b, (measure, "mean")])
+    spread = float(max(summary.loc[a, (measure, "spread")], summary.loc[b, (measure, "spread")]))
+    verdict = "tie" if abs(difference) <= spread else ("higher" if difference > 0 else "lower")
+    return {"difference": difference, "spread": spread, "verdict": verdict,
+            "margin": abs(abs(difference) - spread)}
+
+
+def curves(runs: Mapping) -> pd.DataFrame:
+    """The validation curves of the study's runs, from their training histories.
+
+    Returns:
+        Columns ``decoder``, ``seed``, ``step``, ``val_mean_iou``,
+        ``val_loss``, one row per validation.
+    """
+    frames = []
+    for (decoder, seed), folder in runs.items():
+        folder = Path(folder)
+        history = read_history(folder if (folder / HISTORY_FILE).is_file() else folder.parent)
+        rows = history.dropna(subset=["val_mean_iou"])[["step", "val_mean_iou", "val_loss"]]
+        frames.append(rows.assign(decoder=decoder, seed=seed))
+    columns = ["decoder", "seed", "step", "val_mean_iou", "val_loss"]
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+# ---------------------------------------------------------------------------
+# Memory: the storage multiplier's two readings, measured peaks
+# ---------------------------------------------------------------------------
+
+def storage_readings(features: int = 64, num_classes: int = 11,
+                     image_size=(360, 480)) -> pd.DataFrame:
+    """The paper's storage multiplier worked out under two readings of what is kept.
+
+    The paper's multiplier compares the first (largest) map a decoder keeps
+    with SegNet-Basic's max-pooling indices at 2 bits each (4 positions in a
+    2x2 window). SegNet-Basic's indices of pool 1 are one 2-bit value per
+    channel per pooled pixel, i.e. ``features * 2 / 4`` bits per pixel of the
+    map *before* the pool. What FCN-Basic keeps can be read two ways:
+
+    * ``'pooled maps'``: the class scores of the pooled encoder map (what
+      this library builds, and what the paper's "1.9MB" for 11 scores at
+      180x240 in float32 describes);
+    * ``'pre-pool maps'``: the class scores at the resolution before the
+      pool, four times as many values.
+
+    Args:
+        features: the first encoder stage's features (the paper: 64).
+        num_classes: classes (the paper's CamVid: 11).
+        image_size: ``(height, width)`` (the paper: 360x480).
+
+    Returns:
+        One row per (reading, variant): ``bits_per_pixel`` (bits kept per
+        pixel of the full-size map), ``megabytes`` of the first kept map,
+        ``multiplier`` (relative to SegNet-Basic's indices) and
+        ``paper_multiplier`` (Table 1), and ``arithmetic``, the sum written out.
+    """
+    height, width = int(image_size[0]), int(image_size[1])
+    pixels = height * width
+    index_bits = features * 2 / 4  # 2 bits per channel per 2x2 window
+    kept = {  # variant -> (values per full-size pixel under each reading, what)
+        "SegNet-Basic": None,
+        "FCN-Basic": (num_classes, f"{num_classes} class scores"),
+        "SegNet-Basic-EncoderAddition": (features, f"{features} encoder features"),
+        "FCN-Basic-NoDimReduction": (features, f"{features} encoder features"),
+    }
+    rows = []
+    for reading, share in (("pooled maps", 0.25), ("pre-pool maps", 1.0)):
+        for variant, what in kept.items():
+            if what is None:
+                bits = index_bits
+                sum_ = (f"{features} channels x 2 bits per 2x2 window = {index_bits:g} bits "
+                        "per pixel")
+            else:
+                bits = what[0] * 32 * share
+                where = "each pooled pixel (1/4 of the pixels)" if share < 1 else "each pixel"
+                sum_ = (f"{what[1]} x 32 bits at {where} = {bits:g} bits per pixel; "
+                        f"/ {index_bits:g} = {bits / index_bits:g}")
+            rows.append({"reading": reading, "variant": variant, "bits_per_pixel": bits,
+                         "megabytes": bits * pixels / 8 / 1e6,
+                         "multiplier": bits / index_bits,
+                         "paper_multiplier": PAPER_TABLE1.loc[variant, "storage_multiplier"],
+                         "arithmetic": sum_})
+    return pd.DataFrame(rows).set_index(["reading", "variant"])
+
+
+def paper_model_config(decoder: str):
+    """SegNet-Basic as the paper sized it (64 features, 7x7) with ``decoder``."""
+    return model.SegNetConfig(variant="segnet_basic", decoder=decoder)
+
+
+def memory_path(root=None) -> Path:
+    """Where the measured memory table ships: ``reference/study/memory.csv``."""
+    return (Path(root) if root is not None else reference.reference_root()) / "study" / "memory.csv"
+
+
+def measure_memory_table(decoders: Sequence[str] = STUDY_DECODERS, num_classes: int = 11,
+                         image_size=(360, 480), batch_sizes: Sequence[int] = (1, 4),
+                         steps: int = 1, log: Optional[Callable] = None) -> pd.DataFrame:
+    """Peak memory of each decoder at the paper's size, measured in child processes.
+
+    Every decoder on SegNet-Basic at the paper's size
+    (:func:`paper_model_config`), in both modes of :mod:`segnet_lib.memory`
+    (inference; a training step of SGD with momentum) at each batch size, one
+    fresh process per measurement. The numbers depend on the machine (its
+    thread count and instruction set), so the table also names the machine.
+
+    Returns:
+        :func:`segnet_lib.memory.memory_table`'s rows (``model`` is the
+        decoder), with ``state_bytes`` (:func:`decoder_state`, per image),
+        ``cpu`` and ``cores`` of the machine.
+    """
+    configs = {d: paper_model_config(d) for d in decoders}
+    table = memory.memory_table(configs, num_classes, image_size, batch_sizes, log=log,
+                                steps=steps)
+    state = {d: measure_model(c, num_classes, image_size)["state_bytes"] for d, c in configs.items()}
+    table["state_bytes"] = table["model"].map(state) * table["batch_size"]
+    machine = reference.machine()
+    table["cpu"], table["cores"] = machine["cpu"], machine["cores"]
+    return table
+
+
+def read_memory_table(root=None) -> pd.DataFrame:
+    """The shipped memory table (:func:`measure_memory_table`, written by ``study --memory``).
+
+    Raises:
+        FileNotFoundError: not shipped (the message names the command that makes it).
+    """
+    path = memory_path(root)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; measure it with "
+                                "`python -m segnet_lib study --memory`")
+    return pd.read_csv(path)

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from segnet_lib import data, metrics, model, recipes, sample_data
+from segnet_lib import data, metrics, model
 from segnet_lib._setup import set_seed
 from segnet_lib._tf import tf
 from segnet_lib.checkpoints import (CHECKPOINT_BASENAME, DONE_FILE, HISTORY_COLUMNS, HISTORY_FILE,
@@ -49,7 +49,6 @@ from segnet_lib.config import TrainConfig, check_run_dir, write_config
 from segnet_lib.datasets import open_datasets
 from segnet_lib.distribute import cluster_spec, make_cluster
 from segnet_lib.export import export_if_stale
-from segnet_lib.files import cache_dir
 from segnet_lib.losses import segmentation_loss
 from segnet_lib.runtime import device_report, enable_determinism
 from segnet_lib.step import TrainingStep, replicated_training_step, training_step
@@ -57,8 +56,7 @@ from segnet_lib.voc import IGNORE_LABEL, VOC_COLORMAP
 from segnet_lib.weights import load_vgg16
 
 __all__ = ["train", "TrainingDiverged", "TrainingStep", "training_step", "TrainingGraph",
-           "build_graph", "validate", "class_weights", "LogWindow", "StopSignals",
-           "sample_run_dir", "sample_checkpoint"]
+           "build_graph", "validate", "class_weights", "LogWindow", "StopSignals"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -135,8 +133,8 @@ def build_graph(config: TrainConfig, train_set, val_set, class_weights, start_st
             step, images, labels, train_iterator = replicated_training_step(
                 strategy, config, train_ds, num_classes, weights)
 
-    val_logits, _ = model.segnet(val_images, num_classes, is_training=False, config=model_config,
-                                 reuse=True)
+    val_logits, _ = model.build(val_images, num_classes, is_training=False, config=model_config,
+                                reuse=True)
     val_loss = segmentation_loss(val_logits, val_labels, num_classes, weights, IGNORE_LABEL)
     val_predictions = tf.argmax(val_logits, -1, output_type=tf.int32)
 
@@ -455,7 +453,7 @@ def _silent(*args, **kwargs) -> None:
 
 def train(config: TrainConfig, out_dir, progress: bool = True, export: bool = True,
           log=print, wait: bool = False) -> pd.DataFrame:
-    """Trains SegNet, or resumes the run in ``out_dir``.
+    """Trains the run's model (SegNet, a decoder variant or U-Net), or resumes the run in ``out_dir``.
 
     Args:
         config: the :class:`~segnet_lib.config.TrainConfig`.
@@ -577,42 +575,3 @@ def _train_from(config: TrainConfig, run_dir: Path, start_step: int, last_dir: O
                     return frame
             finally:
                 writer.close()
-
-
-# ---------------------------------------------------------------------------
-# The book's sample run
-# ---------------------------------------------------------------------------
-
-def sample_run_dir(variant: str = "segnet") -> Path:
-    """The folder of :func:`sample_checkpoint`'s run, trained or not (yet).
-
-    Training :func:`segnet_lib.recipes.sample_recipe` into it
-    (``train(sample_recipe(v), sample_run_dir(v))``) is what
-    :func:`sample_checkpoint` does; notebook 04 does it in the open.
-    """
-    # The data's version too: a regenerated sample set needs a new training.
-    recipe = recipes.sample_recipe(variant)
-    name = f"sample-data{sample_data.SAMPLE_VERSION}-{variant}-{recipe.fingerprint()}"
-    return cache_dir() / "checkpoints" / name
-
-
-def sample_checkpoint(variant: str = "segnet", progress: bool = False) -> Path:
-    """A run folder trained with :func:`segnet_lib.recipes.sample_recipe`, cached; trained on first use.
-
-    The folder is ``$SEGNET_CACHE_DIR/checkpoints/sample-data<N>-<variant>-<hash>``
-    (default cache: ``~/.cache/segnet_lib``), naming the sample data's version
-    and the recipe, so a changed recipe or dataset trains anew. Several processes may ask at once: one
-    trains, the others wait for it. An interrupted training resumes.
-
-    Args:
-        variant: ``'segnet'``, ``'segnet_basic'`` or ``'bayesian'``.
-        progress: show the progress bar while training.
-
-    Returns:
-        The run folder (``export.load_predictor(folder)`` gives its best model).
-    """
-    config = recipes.sample_recipe(variant)
-    run_dir = sample_run_dir(variant)
-    if not (run_dir / DONE_FILE).is_file():
-        train(config, run_dir, progress=progress, log=print if progress else None, wait=True)
-    return run_dir

@@ -12,12 +12,15 @@ pre-pool shape, so odd sizes such as VOC's 500x375 round-trip.
 That fused kernel checks its indices with a C++ CHECK, which *aborts the
 process* on an index outside the output; :func:`max_unpool` therefore checks
 them first (``checked=True``, the default) and raises a Python error instead.
+
+:func:`max_pool` is the same pooling without the indices, for decoders that
+do not read them (FCN, U-Net).
 """
 from __future__ import annotations
 
 from segnet_lib._tf import tf
 
-__all__ = ["UNPOOL_METHODS", "max_pool_with_argmax", "max_unpool"]
+__all__ = ["UNPOOL_METHODS", "max_pool", "max_pool_with_argmax", "max_unpool"]
 
 UNPOOL_METHODS = ("fused", "scatter_nd")
 
@@ -46,6 +49,21 @@ def max_pool_with_argmax(x, name=None):
     return tf.nn.max_pool_with_argmax(
         x, ksize=_POOL_KSIZE, strides=_POOL_STRIDES, padding=_POOL_PADDING,
         Targmax=tf.int64, include_batch_in_index=False, name=name)
+
+
+def max_pool(x, name=None):
+    """2x2, stride-2, 'SAME' max pooling without indices: the windows of :func:`max_pool_with_argmax`.
+
+    Args:
+        x: float tensor ``[batch, height, width, channels]``.
+        name: optional op name.
+
+    Returns:
+        ``[batch, ceil(height/2), ceil(width/2), channels]``, equal to the
+        pooled output of :func:`max_pool_with_argmax`.
+    """
+    return tf.nn.max_pool(x, ksize=_POOL_KSIZE, strides=_POOL_STRIDES, padding=_POOL_PADDING,
+                          name=name)
 
 
 _UNPOOL_GRADIENT = "SegNetMaxUnpoolGrad"

@@ -10,7 +10,8 @@ from PIL import Image
 
 import segnet_lib
 from segnet_lib import config as config_module
-from segnet_lib import train, voc
+from segnet_lib import rle, train, voc
+from segnet_lib._tf import tf
 
 
 def pytest_configure(config):
@@ -70,6 +71,54 @@ def voc_root(tmp_path, rng):
     return root, pairs
 
 
+# A miniature Sartorius download: the real header, ids, sizes and metadata
+# formats; one image per row of this table, its cells as (centre row, centre
+# column, radius). Image 0's second and third cells overlap, as real
+# annotations do.
+SARTORIUS_HEADER = ("id,annotation,width,height,cell_type,plate_time,sample_date,sample_id,"
+                    "elapsed_timedelta")
+SARTORIUS_IMAGES = (
+    ("0a6ecc5fe78a", "shsy5y", "shsy5y[diff]_E10-4_Vessel-714_Ph_3", "11h30m00s",
+     ((100, 120, 20), (300, 400, 30), (320, 440, 25))),
+    ("0ba181d412da", "astro", "astros[cereb]_F3-1_Vessel-361_Ph_1", "09h00m00s",
+     ((250, 350, 60),)),
+    ("1395c3f12b7c", "cort", "cort[density]_B4-2_Vessel-451_Ph_2", "13h30m00s",
+     ((50, 50, 9), (60, 600, 10), (480, 100, 8), (500, 690, 12))),
+    ("1d9cea58d9a9", "astro", "astro[hippo]_A2-3_Vessel-102_Ph_4", "21h00m00s",
+     ((400, 200, 45), (120, 560, 50))),
+)
+
+
+def make_sartorius(root, rng):
+    """Writes ``root/train.csv`` and greyscale ``root/train/<id>.png`` in the exact Sartorius
+    layout (520x704, row-major RLE, one row per cell); returns ``{id: (image, label map)}``
+    with the label maps painted row by row (the later row wins)."""
+    root = Path(root)
+    (root / "train").mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:520, :704]
+    lines, out = [SARTORIUS_HEADER], {}
+    for image_id, cell_type, sample_id, plate_time, discs in SARTORIUS_IMAGES:
+        image = rng.integers(90, 170, (520, 704), dtype=np.uint8)
+        Image.fromarray(image, "L").save(root / "train" / f"{image_id}.png")
+        labels = np.zeros((520, 704), np.uint8)
+        for cy, cx, r in discs:
+            mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+            labels[mask] = ("shsy5y", "astro", "cort").index(cell_type) + 1
+            hours, minutes = int(plate_time[:2]), int(plate_time[3:5])
+            lines.append(f"{image_id},{rle.encode(mask, 'C')},704,520,{cell_type},{plate_time},"
+                         f"2019-06-16,{sample_id},0 days {hours:02d}:{minutes:02d}:00")
+        out[image_id] = (image, labels)
+    (root / "train.csv").write_text("\n".join(lines) + "\n")
+    return out
+
+
+@pytest.fixture
+def sartorius_copy(tmp_path, rng):
+    """A miniature Sartorius download in ``tmp_path/sartorius``: ``(root, {id: (image, labels)})``."""
+    root = tmp_path / "sartorius"
+    return root, make_sartorius(root, rng)
+
+
 def make_tiny_config(**changes):
     """A run that takes seconds: width 1/8, 32x32 crops, batch 2, 3 val images."""
     config = config_module.TrainConfig(
@@ -113,3 +162,27 @@ def another_process_holding_the_lock(run_dir):
 def lock_held_elsewhere():
     """``with lock_held_elsewhere(run_dir): ...``: another process trains there meanwhile."""
     return another_process_holding_the_lock
+
+
+def fit_loss(images, logits, x, labels, steps=20, learning_rate=0.05):
+    """Mean cross-entropy of ``logits`` on ``x`` before and after ``steps`` of momentum SGD.
+
+    Builds the loss and the update (with the batch-norm updates) in the
+    current graph; returns ``(first, last)``.
+    """
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels,
+                                                                         logits=logits))
+    with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)):
+        step = tf.train.MomentumOptimizer(learning_rate, 0.9).minimize(loss)
+    with tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        first = sess.run(loss, {images: x})
+        for _ in range(steps):
+            sess.run(step, {images: x})
+        return first, sess.run(loss, {images: x})
+
+
+@pytest.fixture
+def loss_falls():
+    """``loss_falls(images, logits, x, labels) -> (first, last)`` (see :func:`fit_loss`)."""
+    return fit_loss

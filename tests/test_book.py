@@ -119,6 +119,37 @@ def test_toc_lists_every_notebook_in_order():
     assert in_toc == on_disk
 
 
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+# Notebooks still without the Colab cell: `python tools/colab_cell.py PATH` adds
+# it, and then the notebook leaves this set (strict xfail fails until it does).
+WITHOUT_COLAB_CELL: set = set()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_colab_cell_comes_first_and_names_the_configured_repository(path, request):
+    # The launch buttons open a notebook on Colab without the library; its first
+    # code cell installs it from the repository that _config.yml names.
+    if path.stem in WITHOUT_COLAB_CELL:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="no Colab cell yet"))
+    code = ["".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+            if c["cell_type"] == "code"]
+    assert code and "google.colab" in code[0], (
+        f"{path.name}: the first code cell is not the Colab cell (run tools/colab_cell.py)")
+    urls = re.findall(r"https?://[^\s\"']+", code[0])
+    assert urls == [REPO_URL], f"{path.name}: the Colab cell names {urls}, _config.yml {REPO_URL}"
+    assert not any("google.colab" in source for source in code[1:])
+
+
+def test_colab_cells_are_what_the_tool_writes():
+    # The cell has one source, tools/colab_cell.py: a notebook whose cell was
+    # edited by hand (or written by an older version of the tool) fails here.
+    done = [str(p) for p in NOTEBOOKS if p.stem not in WITHOUT_COLAB_CELL]
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "colab_cell.py"), "--check", *done],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count(": ok") == len(done)
+
+
 # ------------------------------------------------------------------- server
 
 

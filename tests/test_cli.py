@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from segnet_lib import checkpoints, cli, config, datasets, export, recipes, rle_csv, sample_data, voc
+from segnet_lib import (cells, checkpoints, cli, config, datasets, export, recipes, reference,
+                        rle, rle_csv, sample_data, unet, voc)
 from segnet_lib.cli import train as cli_train
 
 # A run that takes seconds (see tests/test_train.py for the same idea).
@@ -98,6 +99,7 @@ def test_predict_help_explains_every_option(capsys):
     (cli.at_least(float, 0), "0", 0.0),
     (cli.image_size, "320", (320, 320)),
     (cli.image_size, "320X480", (320, 480)),
+    (cli.int_list, "0,1,7", (0, 1, 7)),
 ])
 def test_shared_argument_types_accept(parse, text, expected):
     assert parse(text) == expected
@@ -110,6 +112,7 @@ def test_shared_argument_types_accept(parse, text, expected):
     (cli.image_size, "0x32", "positive sizes"),
     (cli.image_size, "32x32x3", "positive sizes"),
     (cli.image_size, "big", "expected SIZE or HEIGHTxWIDTH, got 'big'"),
+    (cli.int_list, "0,cat", "comma-separated integers, e.g. 0,1,7, got '0,cat'"),
 ])
 def test_shared_argument_types_refuse_with_the_value(parse, text, message):
     with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):
@@ -128,7 +131,8 @@ def test_every_command_uses_the_shared_checks(capsys, command, extra, message):
 
 @pytest.mark.parametrize("extra, message", [
     (["--steps", "0"], "steps must be a positive integer, got 0"),
-    (["--variant", "unet"], "invalid choice: 'unet'"),
+    (["--variant", "unet3d"], "invalid choice: 'unet3d'"),
+    (["--variant", "unet", "--width-multiplier", "0"], "width_multiplier=0.0 must be > 0"),
     (["--data", "/no/such/folder"], "/no/such/folder"),
     (["--crop-size", "0x32"], "positive sizes"),
     (["--lr", "-1"], "learning_rate must be > 0, got -1.0"),
@@ -194,7 +198,7 @@ def test_recipe_defaults_follow_the_data(tmp_path):
 def test_predict_rejects_missing_images_and_checkpoints(tmp_path, capsys):
     image = tmp_path / "x.png"
     Image.new("RGB", (8, 8)).save(image)
-    assert exit_code(["predict", str(tmp_path / "nope.jpg"), "--checkpoint", "sample",
+    assert exit_code(["predict", str(tmp_path / "nope.jpg"), "--checkpoint", "sample-segnet",
                       "--out", str(tmp_path / "o")]) == 2
     assert "nope.jpg" in capsys.readouterr().err
     assert exit_code(["predict", str(image), "--checkpoint", str(tmp_path / "no_run"),
@@ -345,13 +349,14 @@ def test_evaluate_reads_the_csv_split_that_train_held_out(tmp_path, capsys):
     csv = sample_data.sample_root() / "train.csv"
     run = tmp_path / "run"
     assert cli.main(["train", *TINY, "--data", str(csv), "--rle-order", "C", "--val-fraction",
-                     "0.05", "--steps", "2", "--val-every", "2", "--val-images", "100",
+                     "0.0075", "--steps", "2", "--val-every", "2", "--val-images", "100",
                      "--export-format", "none", "--out", str(run)]) == 0
     capsys.readouterr()
     held_out = datasets.open_datasets(config.read_config(run))[1]
     assert cli.main(["evaluate", "--checkpoint", str(run), "--data", str(csv), "--no-boundary",
                      "--out", str(tmp_path / "eval")]) == 0
     per_image = pd.read_csv(tmp_path / "eval" / "per_image.csv", dtype={"image_id": str})
+    # 0.75% of the 2,000 training scenes' ids.
     assert per_image["image_id"].tolist() == held_out.ids and len(held_out) == 15
     # The run's validation mean IoU (at its last step, on the same images) is what evaluate says.
     scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())["summary"]["mean_iou"]
@@ -370,3 +375,132 @@ def test_a_failure_during_the_work_exits_with_1(tmp_path, capsys):
                        "0.3", "--steps", "2", "--out", str(tmp_path / "run")])
     assert status == cli.EXIT_FAILED
     assert "bad.csv, line 4 (id 'c')" in capsys.readouterr().err
+
+
+def test_reference_lists_checks_and_refuses_unknown_names(tmp_path, capsys, monkeypatch):
+    pending = reference.ReferenceRun("new-run", recipes.sample_recipe, "a run not shipped yet")
+    monkeypatch.setattr(reference, "PENDING_RUNS", {"new-run": pending})
+    assert cli.main(["reference", "--list"]) == cli.EXIT_OK
+    listed = capsys.readouterr().out
+    assert "sample-segnet" in listed and "sample-bayesian" in listed
+    # Pending runs are listed, marked, and left out of --check with no names.
+    assert "new-run" in listed and "a run not shipped yet [pending: not shipped yet]" in listed
+    assert cli.main(["reference", "--list", "new-run"]) == cli.EXIT_OK
+    assert capsys.readouterr().out.split() == ["new-run", *pending.description.split(), "[pending:",
+                                               "not", "shipped", "yet]"]
+    # An empty reference folder: every run is missing, named with its rebuild command.
+    assert cli.main(["reference", "--check", "--out", str(tmp_path)]) == cli.EXIT_FAILED
+    out = capsys.readouterr().out
+    assert "sample-segnet: " in out and "make reference RUNS=sample-segnet" in out
+    assert "new-run" not in out
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["reference", "no-such-run"])
+    assert refused.value.code == cli.EXIT_REFUSED
+    assert "no reference run matches ['no-such-run']" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# A Sartorius download and the generated cells
+# ---------------------------------------------------------------------------
+
+def test_train_help_says_how_a_sartorius_csv_is_read(capsys):
+    assert exit_code(["train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--class-column", "--overlap", "--rle-order"):
+        assert flag in text
+    assert "Sartorius train.csv header (id, annotation, width, height, cell_type, ...) means " \
+           "row-major RLE (--rle-order C)" in text
+    assert "background, shsy5y, astro, cort" in text and "{sample,cells,DIR,CSV}" in text
+
+
+def test_cells_is_named_data_with_the_cpu_recipe(tmp_path, monkeypatch):
+    monkeypatch.setattr(cells, "cells_root", lambda: pytest.fail("generated data"))
+    args = cli.build_parser().parse_args(["train", "--out", str(tmp_path / "r"), "--data", "cells"])
+    config = cli_train.build_config(args)
+    # The cells recipe (not resolved to a path), with the CLI's default variant.
+    assert config == recipes.cells_recipe("segnet")
+
+
+def test_a_sartorius_download_trains_evaluates_and_predicts_by_cell_type(sartorius_copy, tmp_path,
+                                                                         capsys):
+    root, expected = sartorius_copy
+    csv, run = root / cells.CSV_NAME, tmp_path / "run"
+    # No --rle-order, no --class-column: the header says both.
+    assert cli.main(["train", *TINY, "--data", str(csv), "--val-fraction", "0.25", "--steps", "2",
+                     "--val-every", "2", "--val-images", "1", "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert checkpoints.read_class_weights(run)["classes"] == list(cells.CLASS_NAMES)
+    saved = config.read_config(run)
+    assert (saved.rle_order, saved.class_column, saved.overlap) == (None, None, "last")
+
+    assert cli.main(["evaluate", "--checkpoint", str(run), "--data", str(csv), "--no-boundary",
+                     "--out", str(tmp_path / "eval")]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert report["class_names"] == list(cells.CLASS_NAMES)
+    held_out = datasets.open_datasets(saved)[1]
+    present = {cells.CLASS_NAMES[c] for i in held_out.ids for c in np.unique(expected[i][1])}
+    assert {row["class"] for row in report["per_class"]} == set(cells.CLASS_NAMES)
+    for name in present:  # the table's rows are named by cell type
+        assert re.search(rf"^{name}\s", printed, re.M), name
+
+    image = root / "train" / f"{held_out.ids[0]}.png"
+    out = tmp_path / "pred"
+    assert cli.main(["predict", str(image), "--checkpoint", str(run), "--out", str(out),
+                     "--submission"]) == 0
+    printed = capsys.readouterr().out
+    with export.load_predictor(run) as predictor:
+        labels = predictor.labels(voc.read_image(image))
+    names = [cells.CLASS_NAMES[c] for c in np.unique(labels)]
+    assert f"{image.name}: {', '.join(names)}" in printed
+    submission = pd.read_csv(out / "submission.csv", dtype=str, keep_default_na=False)
+    assert list(submission.columns) == ["id", "predicted"]
+    assert set(submission["id"]) == {image.stem}
+    found, classes = cells.instance_map(labels)
+    assert len(submission) == max(1, len(classes))
+    rebuilt = np.zeros_like(labels)
+    for k, (text, class_id) in enumerate(zip(submission["predicted"], classes), start=1):
+        decoded = rle.decode(text, labels.shape, "C").astype(bool)
+        np.testing.assert_array_equal(decoded, found == k)
+        assert not rebuilt[decoded].any()  # instances never overlap
+        rebuilt[decoded] = class_id
+    np.testing.assert_array_equal(rebuilt, labels)
+
+
+def test_a_unet_trains_on_a_sartorius_csv_and_segments_a_full_size_image(sartorius_copy,
+                                                                           tmp_path, capsys):
+    """The U-Net of main's builder and the cell reader meet through the one CLI: the run is a
+    U-Net named by cell type, and a 520x704 image (520 = 16 x 32.5: odd sizes after the third
+    pool) comes back at its own size."""
+    root, expected = sartorius_copy
+    csv, run = root / cells.CSV_NAME, tmp_path / "run"
+    assert cli.main(["train", *TINY, "--variant", "unet", "--data", str(csv), "--val-fraction",
+                     "0.25", "--steps", "1", "--val-every", "1", "--val-images", "1",
+                     "--out", str(run)]) == 0
+    capsys.readouterr()
+    saved = config.read_config(run)
+    assert saved.variant == "unet"
+    assert saved.model_config() == unet.UNetConfig(base_features=8, weight_decay=saved.weight_decay)
+    image_id = next(iter(expected))
+    with export.load_predictor(run) as predictor:
+        assert predictor.class_names == cells.CLASS_NAMES
+        labels = predictor.labels(voc.read_image(root / "train" / f"{image_id}.png"))
+    assert labels.shape == (520, 704) and labels.max() < len(cells.CLASS_NAMES)
+
+
+def test_evaluate_refuses_a_model_whose_classes_are_other_ones(sartorius_copy, tmp_path, capsys):
+    root, _ = sartorius_copy
+    csv, run = root / cells.CSV_NAME, tmp_path / "run"
+    assert cli.main(["train", *TINY, "--data", str(csv), "--val-fraction", "0.25", "--steps", "1",
+                     "--val-every", "1", "--val-images", "1", "--export-format", "none",
+                     "--out", str(run)]) == 0
+    renamed = tmp_path / "renamed.csv"
+    text = csv.read_text().replace("cell_type", "label")
+    for old, new in (("shsy5y", "neuron"), ("astro", "glia"), ("cort", "other")):
+        text = text.replace(f",{old},", f",{new},")
+    renamed.write_text(text)  # four classes again, named otherwise (and sorted)
+    capsys.readouterr()
+    assert exit_code(["evaluate", "--checkpoint", str(run), "--data", str(renamed),
+                      "--rle-order", "C", "--image-dir", str(root / "train"),
+                      "--out", str(tmp_path / "e")]) == cli.EXIT_REFUSED
+    assert "class 1 is 'shsy5y' for the model, 'glia' in the data" in capsys.readouterr().err

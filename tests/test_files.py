@@ -76,3 +76,30 @@ def test_cache_dir_follows_the_environment(tmp_path, monkeypatch):
     assert files.cache_dir() == tmp_path / "c"
     monkeypatch.delenv(files.CACHE_ENV)
     assert files.cache_dir() == Path.home() / ".cache" / "segnet_lib"
+
+
+def test_cached_dir_builds_once_and_publishes_whole(tmp_path):
+    calls = []
+
+    def build(folder):
+        calls.append(folder)
+        assert folder != tmp_path / "data" and folder.parent == tmp_path  # a hidden sibling
+        (folder / "a.txt").write_text("a")
+
+    final = files.cached_dir(tmp_path / "data", build, "test data v1")
+    assert final == tmp_path / "data" and (final / "a.txt").read_text() == "a"
+    assert (final / files.DONE_FILE).read_text() == "test data v1\n"
+    assert files.cached_dir(final, build) == final and len(calls) == 1  # built once
+
+    def interrupted(folder):
+        (folder / "half.txt").write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        files.cached_dir(tmp_path / "other", interrupted)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # nothing half-made is left
+    # A folder without the marker (made by hand, or by an older version) is rebuilt.
+    (tmp_path / "hand").mkdir()
+    (tmp_path / "hand" / "stale.txt").write_text("?")
+    rebuilt = files.cached_dir(tmp_path / "hand", build)
+    assert sorted(p.name for p in rebuilt.iterdir()) == [files.DONE_FILE, "a.txt"]

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from segnet_lib import cli, datasets, export, metrics, sample_data
+from segnet_lib import cli, datasets, export, metrics, sample_data, voc
 
 # A 2x3 example worked by hand (see test_scores_hand_computed):
 #   pairs (gt, pred): (0,0) (0,1) (1,1) (1,1) (2,0), and one void pixel.
@@ -302,6 +302,7 @@ class BackgroundPredictor:
     """Stands in for export.Predictor: always predicts background."""
 
     num_classes = 21
+    class_names = tuple(voc.VOC_CLASSES)
     variant = "fake"
 
     def __init__(self, has_mc_dropout=False):

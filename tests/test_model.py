@@ -188,23 +188,16 @@ def test_python_bool_is_training_false_adds_no_update_ops():
         assert tf.get_collection(tf.GraphKeys.UPDATE_OPS) == []
 
 
-def test_a_training_step_reduces_the_loss():
+def test_a_training_step_reduces_the_loss(loss_falls):
     with tf.Graph().as_default():
         tf.set_random_seed(0)
         rng = np.random.default_rng(3)
         x = rng.random((2, 32, 32, 3)).astype(np.float32)
         y = (x[..., 0] > 0.5).astype(np.int32)  # a label the net can read off the input
         images, logits, _ = _build(shape=(2, 32, 32, 3), num_classes=2)
-        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
-        with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)):
-            step = tf.train.MomentumOptimizer(0.05, 0.9).minimize(loss)
-        with tf.Session() as sess:
-            sess.run(tf.global_variables_initializer())
-            first = sess.run(loss, {images: x})
-            for _ in range(20):
-                sess.run(step, {images: x})
-            # Every layer gets gradients (unpooling included) and the loss falls.
-            assert sess.run(loss, {images: x}) < 0.85 * first
+        first, last = loss_falls(images, logits, x, y)
+    # Every layer gets gradients (unpooling included) and the loss falls.
+    assert last < 0.85 * first
 
 
 # --------------------------------------------------------------------------
@@ -316,11 +309,14 @@ def _expected_basic_params(decoder, num_classes, features=64, upsample_kernel=8)
     encoder = 49 * 3 * f + 3 * 49 * f * f + 4 * 2 * f
     score = f * k + k  # a 1x1 convolution to the classes, with a bias
     deconv = upsample_kernel ** 2 * k * k  # one transposed convolution, no bias
+    upconv = 2 * 2 * f * f + f  # U-Net's 2x2 up-convolution, with a bias
     return encoder + {
         "unpool": 4 * (49 * f * f + 2 * f) + score,  # 7x7 decoder convs + BN, classifier
         "deconv_add": 4 * score + 4 * deconv,        # score_pool4..1, 4 upsamplings
         "deconv": score + 4 * deconv,
         "bilinear": score,
+        # Each decoder conv reads the concatenation: 2f features in, f out.
+        "unet": 4 * upconv + 4 * (49 * 2 * f * f + 2 * f) + score,
     }[decoder]
 
 
@@ -455,3 +451,164 @@ def test_unpool_decoder_is_unchanged_by_the_new_options():
                num_classes=11)
         assert model.count_parameters() == _expected_basic_params("unpool", 11)
         assert not [v for v in tf.trainable_variables() if "upsample" in v.op.name]
+
+
+# --------------------------------------------------------------------------
+# The 'unet' decoder on SegNet's encoders, and the one builder
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("width, num_classes", [(1.0, 11), (0.25, 5)])
+def test_unet_decoder_on_segnet_basic_has_the_hand_counted_parameters(width, num_classes):
+    config = model.SegNetConfig(variant="segnet_basic", decoder="unet", width_multiplier=width)
+    with tf.Graph().as_default():
+        _build(config, shape=(1, 32, 32, 3), num_classes=num_classes)
+        n = model.count_parameters()
+    assert n == _expected_basic_params("unet", num_classes, int(64 * width))
+    if width == 1.0:
+        assert n == 2_284_683  # the paper's SegNet-Basic setting: 64 features, 11 classes
+
+
+def test_unet_decoder_upconvolves_and_concatenates_on_odd_sizes(rng):
+    config = TINY.replace(variant="segnet_basic", decoder="unet")
+    with tf.Graph().as_default():
+        images, logits, end_points = _build(config, shape=(2, 45, 61, 3), num_classes=5)
+        assert logits.shape.as_list() == [2, 45, 61, 5]
+        assert list(end_points) == [
+            "conv1", "pool1", "conv2", "pool2", "conv3", "pool3", "conv4", "pool4",
+            "upconv4", "concat4", "conv4_D", "upconv3", "concat3", "conv3_D", "upconv2", "concat2",
+            "conv2_D", "upconv1", "concat1", "conv1_D", "conv_classifier", "logits"]
+        for stage, size in zip(range(1, 5), [(45, 61), (23, 31), (12, 16), (6, 8)]):
+            assert end_points[f"upconv{stage}"].shape.as_list() == [2, *size, 8]
+            assert end_points[f"concat{stage}"].shape.as_list() == [2, *size, 16]
+        kernels = {v.op.name: v.shape.as_list() for v in tf.trainable_variables()
+                   if "upconv" in v.op.name}
+        assert kernels == {**{f"segnet/upconv{s}/weights": [2, 2, 8, 8] for s in range(1, 5)},
+                           **{f"segnet/upconv{s}/biases": [8] for s in range(1, 5)}}
+        decayed = {t.op.name.split("/")[1] for t in tf.losses.get_regularization_losses()}
+        assert {"upconv1", "upconv4"} <= decayed
+        grads = tf.gradients(tf.reduce_sum(logits ** 2), tf.trainable_variables())
+        assert all(g is not None for g in grads)
+        eval_logits, _ = model.segnet(images, 5, False, config=config, reuse=True)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            out = sess.run(eval_logits, {images: rng.random((2, 45, 61, 3))})
+        assert out.shape == (2, 45, 61, 5) and np.isfinite(out).all()
+
+
+def test_unet_decoder_on_full_segnet_builds():
+    with tf.Graph().as_default():
+        _, logits, end_points = _build(TINY.replace(decoder="unet"), shape=(1, 45, 61, 3))
+        assert logits.shape.as_list() == [1, 45, 61, 5]
+        # concat5 joins conv5_3 (64 at width 1/8) with as many upsampled features.
+        assert end_points["concat5"].shape.as_list() == [1, 3, 4, 128]
+        assert end_points["concat1"].shape.as_list() == [1, 45, 61, 16]
+
+
+@pytest.mark.parametrize("decoder", ["deconv_add", "deconv", "bilinear", "unet"])
+def test_only_the_unpooling_decoder_keeps_pooling_indices(decoder, rng):
+    config = TINY.replace(variant="segnet_basic")
+    with tf.Graph().as_default():
+        images, _, with_indices = _build(config, shape=(1, 45, 61, 3), is_training=False)
+        _, without = model.segnet(images, 5, False, config.replace(decoder=decoder),
+                                  scope="other")
+        assert [k for k in with_indices if k.endswith("_argmax")] == [
+            f"pool{s}_argmax" for s in range(1, 5)]
+        assert not any(k.endswith("_argmax") for k in without)
+        assert without["pool1"].op.type == "MaxPool"
+        assert with_indices["pool1"].op.type == "MaxPoolWithArgmax"
+        # Same windows either way.
+        pooled = model.max_pool_with_argmax(with_indices["conv1"])[0]
+        plain = tf.nn.max_pool(with_indices["conv1"], [1, 2, 2, 1], [1, 2, 2, 1], "SAME")
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            a, b = sess.run([pooled, plain], {images: rng.random((1, 45, 61, 3))})
+        np.testing.assert_array_equal(a, b)
+
+
+def test_build_dispatches_on_the_config_type():
+    config = TINY.replace(variant="segnet_basic")
+    plan = model.network(config)
+    assert plan.decoder == "unpool" and plan.scope == "segnet"
+    # The width is applied to the table, not to the classes.
+    assert [s[0].features for s in plan.architecture.encoder] == [8, 8, 8, 8]
+    assert plan.architecture.classifier[0].features is None
+    assert model.architecture("segnet_basic").encoder[0][0].features == 64
+    with tf.Graph().as_default():
+        x = tf.placeholder(tf.float32, [1, 32, 32, 3])
+        a, points_a = model.build(x, 3, False, config)
+        b, points_b = model.segnet(x, 3, False, config, reuse=True)
+        assert list(points_a) == list(points_b) and a.op.name == "segnet/logits"
+        with pytest.raises(ValueError, match="model config"):
+            model.build(x, 3, False, {"variant": "segnet"})
+        with pytest.raises(ValueError, match="SegNetConfig"):
+            model.segnet(x, 3, False, config=object())
+
+
+# --------------------------------------------------------------------------
+# Fewer stages
+# --------------------------------------------------------------------------
+
+def test_two_stages_keep_the_outer_encoder_and_decoder_stages():
+    config = TINY.replace(stages=2)
+    with tf.Graph().as_default():
+        _, logits, end_points = _build(config, shape=(2, 45, 61, 3))
+        assert logits.shape.as_list() == [2, 45, 61, 5]
+        assert list(end_points) == [
+            "conv1_1", "conv1_2", "pool1", "pool1_argmax", "conv2_1", "conv2_2", "pool2",
+            "pool2_argmax", "upsample2", "conv2_2_D", "conv2_1_D", "upsample1", "conv1_2_D",
+            "conv1_1_D", "logits"]
+        assert end_points["pool2"].shape.as_list() == [2, 12, 16, 16]
+        kernels = {v.op.name.split("/")[1]: v.shape.as_list() for v in tf.trainable_variables()
+                   if v.op.name.endswith("/weights")}
+        # Width 0.125: 64 -> 8 and 128 -> 16 features; the decoder mirrors the encoder.
+        assert kernels == {
+            "conv1_1": [3, 3, 3, 8], "conv1_2": [3, 3, 8, 8], "conv2_1": [3, 3, 8, 16],
+            "conv2_2": [3, 3, 16, 16], "conv2_2_D": [3, 3, 16, 16], "conv2_1_D": [3, 3, 16, 8],
+            "conv1_2_D": [3, 3, 8, 8], "conv1_1_D": [3, 3, 8, 5]}
+        # Kernels and biases of all 8, batch norm's gamma and beta on all but the classifier.
+        expected = sum(np.prod(k) + k[-1] for k in kernels.values()) + 2 * (8 + 8 + 16 + 16 + 16 + 8 + 8)
+        assert model.count_parameters() == expected
+
+
+def test_all_stages_is_the_default_model():
+    def variables(config):
+        with tf.Graph().as_default():
+            _build(config, shape=(1, 32, 32, 3))
+            return [(v.op.name, v.shape.as_list()) for v in tf.global_variables()]
+
+    assert variables(TINY.replace(stages=5)) == variables(TINY)
+    assert model.architecture("segnet", 5) == model.architecture("segnet")
+
+
+def test_fewer_stages_of_the_other_variants_and_decoders():
+    with tf.Graph().as_default():
+        _, _, end_points = _build(TINY.replace(variant="bayesian", stages=3), shape=(1, 32, 32, 3))
+        assert [k for k in end_points if k.endswith("_dropout")] == [
+            "pool3_dropout", "conv3_1_D_dropout"]
+    with tf.Graph().as_default():
+        _, logits, end_points = _build(model.SegNetConfig(variant="segnet_basic", stages=2,
+                                                          width_multiplier=0.25),
+                                       shape=(1, 30, 34, 3))
+        assert logits.shape.as_list() == [1, 30, 34, 5]
+        assert [k for k in end_points if k.startswith("conv")] == [
+            "conv1", "conv2", "conv2_D", "conv1_D", "conv_classifier"]
+    with tf.Graph().as_default():
+        _, logits, end_points = _build(TINY.replace(decoder="deconv_add", stages=2),
+                                       shape=(1, 30, 34, 3))
+        assert logits.shape.as_list() == [1, 30, 34, 5]
+        assert [k for k in end_points if k.startswith(("score", "upsample"))] == [
+            "score_pool1", "score_pool2", "upsample2", "upsample1"]
+    with tf.Graph().as_default():
+        _, logits, end_points = _build(TINY.replace(decoder="unet", stages=2), shape=(1, 30, 34, 3))
+        assert logits.shape.as_list() == [1, 30, 34, 5]
+        assert end_points["concat2"].shape.as_list() == [1, 15, 17, 32]
+        assert "upconv3" not in end_points
+
+
+def test_stages_out_of_range_raise():
+    for variant, bad in [("segnet", 0), ("segnet", 6), ("segnet", 2.0), ("segnet", True),
+                         ("segnet_basic", 5)]:
+        with pytest.raises(ValueError, match=f"stages={bad!r} must be None or an integer"):
+            model.SegNetConfig(variant=variant, stages=bad)
+    with pytest.raises(ValueError, match="from 1 to 4"):
+        model.architecture("segnet_basic", 5)

@@ -262,6 +262,50 @@ def test_label_map_value_errors():
         rle.decode_label_map(["0 1"], [1], (2, 2), "C", row_labels=["img_7, line 4"])
 
 
+def _painted_row_by_row(rles, values, shape, order):
+    """The plain definition of overlap='last': decode each row, paint it over the others."""
+    out = np.zeros(shape, np.uint8)
+    for text, value in zip(rles, values):
+        out[rle.decode(text, shape, order).astype(bool)] = value
+    return out
+
+
+@pytest.mark.parametrize("order", rle.ORDERS)
+def test_label_map_of_many_rows_equals_painting_them_one_by_one(order):
+    """Rows are parsed together (one parse per image); the result must not notice."""
+    rng = np.random.default_rng(3)
+    shape = (37, 53)
+    masks = [rng.random(shape) < p for p in rng.uniform(0.02, 0.3, 40)]
+    rles = [rle.encode(m, order) for m in masks] + ["", None, float("nan")]
+    values = list(rng.integers(1, 5, 40)) + [1, 1, 1]
+    rles[7], rles[8] = rles[8], rles[7]  # rows' runs in any order across rows
+    values[7], values[8] = values[8], values[7]
+    expected = _painted_row_by_row([r if isinstance(r, str) else "" for r in rles], values, shape,
+                                   order)
+    np.testing.assert_array_equal(rle.decode_label_map(rles, values, shape, order, overlap="last"),
+                                  expected)
+    # Irregular spacing takes the row-by-row path and means the same.
+    spaced = [f" {r}\t".replace(" ", "  ") if isinstance(r, str) and r else r for r in rles]
+    np.testing.assert_array_equal(rle.decode_label_map(spaced, values, shape, order, overlap="last"),
+                                  expected)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("5 2 1 1", r"row 2: run 2 \(start 1, length 1\) is out of order"),
+    ("5 2 6 1", r"row 2: run 2 \(start 6, length 1\) overlaps run 1"),
+    ("5 2 6", r"row 2: odd number of values \(3\)"),
+    ("0 2", r"row 2: run 1 has start 0 < 1"),
+    ("5 0", r"row 2: run 1 \(start 5\) has length 0 < 1"),
+    ("11 3", r"row 2: run 1 \(start 11, length 3\) ends at pixel 13, past the last pixel 12"),
+    ("-3 2", r"row 2: run 1 has start -3 < 1"),
+    ("5 x", r"row 2: value 2 \('x'\) is not an integer"),
+])
+def test_a_bad_row_among_good_ones_is_the_one_named(bad, message):
+    rles = ["1 2", "3 1 9 2", bad, "2 1"]  # good rows may overlap and come in any order
+    with pytest.raises(ValueError, match=message):
+        rle.decode_label_map(rles, [1, 2, 3, 4], (3, 4), "C", overlap="last")
+
+
 def test_encode_label_map_ignores_background_and_void():
     label_map = np.array([[0, 5, 5], [255, 5, 9]], np.uint8)
     assert rle.encode_label_map(label_map, "C") == {5: "2 2 5 1", 9: "6 1"}
@@ -269,3 +313,67 @@ def test_encode_label_map_ignores_background_and_void():
     assert rle.encode_label_map(label_map, "C", ignore=(0,)) == {5: "2 2 5 1", 9: "6 1", 255: "4 1"}
     with pytest.raises(ValueError, match="must hold integers"):
         rle.encode_label_map(label_map.astype(float), "C")
+
+
+# ----------------------------------------------------------------------------
+# COCO counts
+# ----------------------------------------------------------------------------
+
+def reference_coco_counts(mask):
+    """COCO's uncompressed counts, written independently: run lengths of the
+    column-major line, the first one a run of 0s (possibly empty)."""
+    line = np.asarray(mask).flatten(order="F")
+    edges = np.flatnonzero(np.diff(line)) + 1
+    lengths = np.diff(np.concatenate([[0], edges, [line.size]])).tolist()
+    return ([0] + lengths) if line.size and line[0] else lengths
+
+
+def test_coco_counts_known_values():
+    # pycocotools' own examples: [0 0 1 1 1 0 1] -> [2 3 1 1], [1 1 1 1 1 1 0] -> [0 6 1].
+    assert rle.from_coco_counts([2, 3, 1, 1], (1, 7)) == "3 3 7 1"
+    assert rle.from_coco_counts([0, 6, 1], (1, 7)) == "1 6"
+    assert reference_coco_counts(MASK) == [2, 2, 2, 2, 2, 1, 1]
+    assert rle.from_coco_counts(reference_coco_counts(MASK), MASK.shape) == MASK_F
+    assert rle.from_coco_counts([12], (3, 4)) == ""
+
+
+def test_coco_counts_are_not_start_length_pairs():
+    # Read as 'start length' pairs, counts are usually refused (the "starts" fall)...
+    with pytest.raises(ValueError, match="runs must be sorted"):
+        rle.decode(" ".join(map(str, reference_coco_counts(MASK)[:6])), MASK.shape, "F")
+    # ...but some are valid pairs, and give another mask without an error.
+    truth = np.array([[0, 0, 1, 0, 0, 0, 1]], np.uint8)
+    counts = reference_coco_counts(truth)
+    assert counts == [2, 1, 3, 1]
+    misread = rle.decode(" ".join(map(str, counts)), truth.shape, "F")
+    assert misread.tolist() == [[0, 1, 1, 0, 0, 0, 0]]
+
+
+@given(mask=hnp.arrays(np.uint8, hnp.array_shapes(min_dims=2, max_dims=2, max_side=9),
+                       elements=st.integers(0, 1)))
+@SETTINGS
+def test_coco_counts_round_trip(mask):
+    text = rle.from_coco_counts(reference_coco_counts(mask), mask.shape)
+    assert text == rle.encode(mask, "F")
+    assert np.array_equal(rle.decode(text, mask.shape, "F"), mask)
+
+
+def test_coco_counts_agree_with_pycocotools(rng):
+    coco_mask = pytest.importorskip("pycocotools.mask")
+    for shape in [(5, 7), (16, 9), (1, 1)]:
+        mask = (rng.random(shape) < 0.4).astype(np.uint8)
+        counts = reference_coco_counts(mask)
+        compressed = coco_mask.frPyObjects({"counts": counts, "size": list(shape)}, *shape)
+        assert np.array_equal(coco_mask.decode(compressed), mask)
+        assert np.array_equal(rle.decode(rle.from_coco_counts(counts, shape), shape, "F"), mask)
+
+
+def test_coco_counts_errors():
+    with pytest.raises(ValueError, match=r"sum to 6, not 12 = 3x4"):
+        rle.from_coco_counts([2, 4], (3, 4))
+    with pytest.raises(ValueError, match="count 1 is -2 < 0"):
+        rle.from_coco_counts([10, -2, 4], (3, 4))
+    with pytest.raises(ValueError, match="must be integers"):
+        rle.from_coco_counts([6, 5.5, 0.5], (3, 4))
+    with pytest.raises(TypeError, match="compressed COCO string"):
+        rle.from_coco_counts("PPYo0", (3, 4))

@@ -81,17 +81,54 @@ def test_instances_and_kaggle_column_names(tmp_path):
 
 def test_class_names_and_overlap_in_csv(tmp_path):
     path = tmp_path / "named.csv"
-    pd.DataFrame({"id": ["x", "x"], "rle": ["1 3", "3 2"], "label": ["cat", "dog"],
+    pd.DataFrame({"id": ["x", "x"], "rle": ["1 3", "3 2"], "label": ["dog", "cat"],
                   "width": [3, 3], "height": [2, 2]}).to_csv(path, index=False)
-    classes = ["background", "cat", "dog"]
-    with pytest.raises(ValueError, match=r"line 2: class 'cat' is not an integer"):
-        rle_csv.read_csv(path)
+    # Names without a list: sorted, after the background; the frame records them.
+    df = rle_csv.read_csv(path)
+    assert df["class"].tolist() == [2, 1] and df.attrs["class_names"] == ("background", "cat", "dog")
+    assert df.attrs["class_column"] == "label"
+    assert rle_csv.RLETable(df, "C").class_names == ("background", "cat", "dog")
+    # A documented order wins over the sorted one.
+    classes = ["background", "dog", "cat"]
+    assert rle_csv.read_csv(path, classes=classes)["class"].tolist() == [1, 2]
     with pytest.raises(ValueError, match=r"named.csv, line 2 \(id 'x'\) and .*line 3 \(id 'x'\) overlap"):
         list(rle_csv.iter_label_maps(path, "C", classes=classes))
     (label_map,) = [m for _, m in rle_csv.iter_label_maps(path, "C", classes=classes, overlap="last")]
     np.testing.assert_array_equal(label_map, [[1, 1, 2], [2, 0, 0]])
-    with pytest.raises(ValueError, match=r"line 3: class 'dog' is not in classes"):
-        rle_csv.read_csv(path, classes={"cat": 8})
+    with pytest.raises(ValueError, match=r"line 3 \(id 'x'\): label 'cat' is not one of the "
+                                         r"classes \(dog\)"):
+        rle_csv.read_csv(path, classes={"dog": 8})
+    mapped = rle_csv.read_csv(path, classes={"dog": 3, "cat": 1})
+    assert mapped.attrs["class_names"] == ("background", "cat", "class 2", "dog")
+
+
+def test_class_ids_are_checked_against_the_names_given(tmp_path):
+    path = _write(tmp_path / "ids.csv", id=["a", "a", "b"], rle=["1 1", "2 1", ""],
+                  class_id=["1", "3", ""], width=[2, 2, 2], height=[1, 1, 1])
+    df = rle_csv.read_csv(path)  # ids without names stay ids
+    assert df["class"].tolist() == [1, 3, 0] and df.attrs["class_names"] is None
+    with pytest.raises(ValueError, match=r"ids.csv, line 3 \(id 'a'\): class 3 is outside 0..2 "
+                                         r"\(background, ship, boat\)"):
+        rle_csv.read_csv(path, classes=("background", "ship", "boat"))
+    named = rle_csv.read_csv(path, classes=("background", "ship", "boat", "buoy"))
+    assert named["class"].tolist() == [1, 3, 0] and named.attrs["class_names"][3] == "buoy"
+    _write(path, id=["a"], rle=["1 1"], class_id=["2.5"])
+    with pytest.raises(ValueError, match=r"line 2 \(id 'a'\): class '2.5' is not an integer"):
+        rle_csv.read_csv(path)
+    _write(path, id=["a"], rle=["1 1"], class_id=[""])
+    with pytest.raises(ValueError, match=r"line 2 \(id 'a'\): class is missing"):
+        rle_csv.read_csv(path)
+
+
+def test_read_header_reads_only_the_header(tmp_path):
+    path = tmp_path / "h.csv"
+    path.write_text("id,annotation,cell_type\na,1 1,astro\nb,this row is not read\n")
+    assert rle_csv.read_header(path) == ["id", "annotation", "cell_type"]
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        rle_csv.read_header(tmp_path / "nope.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(ValueError, match=r"empty.csv: cannot read a CSV header"):
+        rle_csv.read_header(tmp_path / "empty.csv")
 
 
 def test_csv_errors_name_file_and_line(tmp_path):
@@ -105,12 +142,14 @@ def test_csv_errors_name_file_and_line(tmp_path):
     bad_width = tmp_path / "width.csv"
     pd.DataFrame({"id": ["a", "b"], "rle": ["1 1", "1 1"], "width": [2, "wide"],
                   "height": [2, 2]}).to_csv(bad_width, index=False)
-    with pytest.raises(ValueError, match=r"width.csv, line 3: width 'wide' is not a positive integer"):
+    with pytest.raises(ValueError, match=r"width.csv, line 3 \(id 'b'\): width 'wide' is not a "
+                                         r"positive integer"):
         rle_csv.read_csv(bad_width)
     sizes = tmp_path / "sizes.csv"
     pd.DataFrame({"id": ["a", "a"], "rle": ["1 1", "3 1"], "width": [2, 3],
                   "height": [2, 2]}).to_csv(sizes, index=False)
-    with pytest.raises(ValueError, match=r"id 'a' has rows with different sizes"):
+    with pytest.raises(ValueError, match=r"id 'a' has rows with different sizes \(height x width\): "
+                                         r"2x2 on .*sizes.csv, line 2, 2x3 on .*sizes.csv, line 3"):
         list(rle_csv.iter_label_maps(sizes, "C"))
     no_size = tmp_path / "nosize.csv"
     pd.DataFrame({"id": ["a"], "rle": ["1 1"]}).to_csv(no_size, index=False)
@@ -118,7 +157,8 @@ def test_csv_errors_name_file_and_line(tmp_path):
         list(rle_csv.iter_label_maps(no_size, "C"))
     with pytest.raises(ValueError, match=r"1 id\(s\) have no row"):
         rle_csv.iter_label_maps(no_size, "C", shape=(2, 2), ids=["zzz"])
-    with pytest.raises(ValueError, match=r"has height x width 2x2 in the file but shape \(3, 3\)"):
+    with pytest.raises(ValueError, match=r"ok.csv, line 2 \(id 'a'\): height x width 2x2 in the "
+                                         r"file but shape \(3, 3\)"):
         list(rle_csv.iter_label_maps(_write(tmp_path / "ok.csv", id=["a"], rle=["1 1"], width=[2],
                                         height=[2]), "C", shape=(3, 3)))
 
@@ -179,9 +219,10 @@ def test_rle_table_groups_once_and_decodes_on_demand(tmp_path):
         table.check_ids(["img_a", "x"])
     with pytest.raises(KeyError, match="'x'"):
         table.label_map("x")
-    with pytest.raises(ValueError, match=r"id 'img_a' has height x width 3x4 in the file "
-                                         r"but its image a.png is 5x4"):
+    with pytest.raises(ValueError, match=r"train.csv, line 2 \(id 'img_a'\): height x width 3x4 in "
+                                         r"the file but its image a.png is 5x4"):
         table.label_map("img_a", (5, 4), shape_name="its image a.png")
+    assert table.where("img_b").endswith("train.csv, line 3 (id 'img_b')")
     with pytest.raises(ValueError, match="kind must be one of"):
         rle_csv.RLETable(path, "C", kind="panoptic")
     with pytest.raises(ValueError, match="order must be 'C'"):

@@ -1,11 +1,14 @@
 """Tests of segnet_lib.sample_data: the generated VOC-layout sample dataset."""
+import os
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from segnet_lib import datasets, files, sample_data, voc
+from segnet_lib import datasets, files, metrics, sample_data, voc
 from segnet_lib.cli import main
 
 
@@ -49,8 +52,21 @@ def test_add_void_band_marks_boundaries_and_tiny_fragments():
     label[0, 11] = 15  # a 1-pixel fragment: too small to label
     out = sample_data.add_void_band(label, width=1, min_area=4)
     assert out[5, 5] == 8 and out[5, 0] == 0  # interiors kept
-    assert out[2, 5] == 255 and out[1, 5] == 255  # both sides of the outline
+    assert out[2, 5] == 255 and out[1, 5] == 0  # the object's rim, not the background's
+    assert out[2, 2] == 255 and out[3, 3] == 8  # 4-connected: the corner's inner pixel stays
     assert out[0, 11] == 255
+    assert (sample_data.add_void_band(label, width=2, min_area=4)[3, 5]) == 255
+
+
+def test_a_prediction_along_the_true_outline_scores_a_perfect_boundary_f1():
+    """The band is narrower than the BF tolerance (as VOC's is), so BF measures outlines."""
+    labels, clean = [], []
+    for k in range(20):
+        rng = np.random.default_rng([0, k])
+        _, label, _ = sample_data.render_scene(rng, 96, 128)
+        labels.append(sample_data.add_void_band(label))
+        clean.append(label)
+    assert metrics.boundary_f1(labels, clean, voc.NUM_CLASSES) > 0.95
 
 
 def test_deterministic_per_seed(tmp_path, small_root):
@@ -146,3 +162,34 @@ def test_csv_dataset_feeds_the_pipeline(small_root):
             x, y = sess.run([images, labels])
     assert x.shape == (2, 64, 64, 3) and y.shape == (2, 64, 64)
     assert set(np.unique(y)) <= set(sample_data.SAMPLE_CLASS_IDS) | {255}
+
+
+def test_scenes_do_not_depend_on_the_cpu_instruction_set():
+    """The same bytes with NumPy's SIMD kernels limited to the x86-64 baseline.
+
+    NumPy picks vectorised kernels (SVML, AVX-512) at run time, and some
+    (``tanh``, ``exp``) differ in the last bit between them; one such bit
+    after rounding to uint8 would change the training data, and with it every
+    trained number, from one machine to another.
+    """
+    script = ("import hashlib, numpy as np\n"
+              "from segnet_lib import sample_data\n"
+              "h = hashlib.sha256()\n"
+              "for k in range(12):\n"
+              "    rng = np.random.default_rng([0, k])\n"
+              "    image, labels, _ = sample_data.render_scene(rng, 96, 128)\n"
+              "    h.update(image.tobytes()); h.update(labels.tobytes())\n"
+              "print(h.hexdigest())\n")
+    # NumPy's own table of the kernels it dispatches at run time, and which this CPU has.
+    from numpy._core import _multiarray_umath as umath
+
+    dispatched = [f for f in umath.__cpu_dispatch__ if umath.__cpu_features__.get(f)]
+    if not dispatched:
+        pytest.skip("this CPU runs NumPy's baseline kernels only")
+    env = dict(os.environ)
+    plain = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                           text=True, check=True).stdout
+    env["NPY_DISABLE_CPU_FEATURES"] = " ".join(dispatched)
+    baseline = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                              text=True, check=True).stdout
+    assert plain == baseline and len(plain.strip()) == 64

@@ -30,11 +30,11 @@ ALLOWED_LAZY = {("segnet_lib._setup", "segnet_lib._tf")}
 # import only modules of earlier layers. "" is the package's __init__, which every
 # module imports implicitly and which imports only _setup.
 LAYERS = [
-    ["_tf", "_setup"], [""], ["files"], ["rle_text"], ["rle"], ["rle_csv"], ["voc"], ["sample_data"],
-    ["datasets"], ["data"], ["unpool"], ["model"], ["weights"], ["metrics"],
-    ["losses", "runtime"], ["checkpoints"], ["config"], ["recipes"], ["export", "distribute", "step"],
-    ["train"],
-    ["bayes", "viz", "study", "gpu_check"], ["cli"], ["__main__"],
+    ["_tf", "_setup"], [""], ["files"], ["rle_text"], ["rle"], ["rle_csv"], ["voc"],
+    ["sample_data", "cells"], ["datasets"], ["data"], ["unpool", "layers"], ["model"], ["unet"],
+    ["weights"], ["metrics"], ["losses", "runtime"], ["memory"], ["checkpoints"], ["config"],
+    ["recipes"], ["export", "distribute", "step"], ["train"],
+    ["reference"], ["bayes", "viz", "study", "gpu_check"], ["cli"], ["__main__"],
 ]
 
 

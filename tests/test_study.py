@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segnet_lib import checkpoints, cli, config, datasets, export, metrics, model, recipes, study
+from segnet_lib import (checkpoints, cli, config, datasets, export, metrics, model, recipes,
+                        reference, study, unet)
 from segnet_lib._tf import tf
 
 
@@ -63,6 +64,35 @@ def test_fcn_basic_keeps_class_scores_of_the_shallower_pools():
 def test_decoders_without_addition_keep_nothing(decoder):
     m = _state(decoder)
     assert len(m["state"]) == 0 and m["state_bytes"] == m["state_bytes_2bit"] == 0
+
+
+def test_unet_keeps_every_encoder_map_before_its_pool_in_float32():
+    """The store-everything end: U-Net's state is its whole contracting path."""
+    m = study.measure_model(unet.UNetConfig(base_features=4, depth=3), 5, (45, 62))
+    state = m["state"]
+    sizes = [(45, 62)] + pooled_sizes(45, 62, 2)  # the pre-pool size of stages 1, 2, 3
+    assert sorted(state["tensor"]) == [f"unet/conv{s}_2/Relu:0" for s in (1, 2, 3)]
+    assert set(state["kind"]) == {"features"} and set(state["dtype"]) == {"float32"}
+    assert sorted(state["shape"]) == sorted((1, h, w, 4 * 2 ** s) for s, (h, w) in enumerate(sizes))
+    expected = 4 * sum(h * w * 4 * 2 ** s for s, (h, w) in enumerate(sizes))
+    assert m["state_bytes"] == m["state_bytes_2bit"] == m["feature_bytes"] == expected
+    assert m["index_bytes"] == 0
+    # Decoder: 3 upconvs (2x2, bias), 3 stages of two 3x3 convs with batch norm, the classifier.
+    decoder = sum(4 * 2 * f * f + f + 9 * 2 * f * f + 2 * f + 9 * f * f + 2 * f for f in (4, 8, 16))
+    assert m["decoder_params"] == decoder + 4 * 5 + 5
+
+
+def test_unet_decoder_on_segnet_basic_keeps_the_full_encoder_maps():
+    m = _state("unet")
+    sizes = [(45, 62)] + pooled_sizes(45, 62, 3)  # the pre-pool maps: conv1 .. conv4
+    state = m["state"]
+    assert sorted(state["tensor"]) == [f"segnet/conv{s}/Relu:0" for s in range(1, 5)]
+    assert set(state["kind"]) == {"features"} and set(state["dtype"]) == {"float32"}
+    assert m["state_bytes"] == m["state_bytes_2bit"] == 4 * 16 * sum(h * w for h, w in sizes)
+    # The same pre-pool maps hold 4x the pooled elements SegNet keeps indices of
+    # (at these sizes with odd edges, a little less), at 32 bits instead of 2.
+    indices = _state("unpool")["state"]["elements"].sum()
+    assert 3.5 * indices < state["elements"].sum() <= 4 * indices
 
 
 def test_memory_at_the_papers_size_reproduces_its_megabytes():
@@ -146,7 +176,8 @@ def test_time_per_image_interleaves_and_counts_calls():
 def test_paper_table_has_the_studied_variants():
     table = study.PAPER_TABLE1
     for decoder, name in study.PAPER_NAMES.items():
-        assert decoder in model.DECODERS and name in table.index
+        # U-Net is discussed in the paper but not in its Table 1.
+        assert decoder in model.DECODERS and (name in table.index) == (decoder != "unet")
     assert table.loc["SegNet-Basic", "test_mean_iou"] == 47.7
     assert table.loc["FCN-Basic", "storage_multiplier"] == 11
     assert np.isnan(table.loc["FCN-Basic-NoAddition", "storage_multiplier"])
@@ -188,7 +219,7 @@ def test_run_study_table_and_csv(tiny_study):
         run = config.read_config(out / decoder)
         assert run.model_options["decoder"] == decoder
         assert table.loc[decoder, "params"] == study.measure_model(
-            run.model_config(), 21, (8, 8))["params"]
+            run.model_config(), len(run.classes), (8, 8))["params"]
     back = pd.read_csv(out / study.RESULTS_FILE, index_col="decoder")
     pd.testing.assert_frame_equal(back, table, check_dtype=False, check_exact=False, rtol=1e-9)
     info = json.loads((out / study.STUDY_FILE).read_text())
@@ -238,9 +269,111 @@ def test_study_directory_names_the_recipe():
     assert a != study.study_dir(tiny_recipe(), decoders=("unpool",))
 
 
+def test_score_runs_and_curves_of_trained_runs(tiny_study):
+    out, table = tiny_study
+    runs = {("unpool", 0): out / "unpool", ("bilinear", 0): out / "bilinear"}
+    _, val_set = datasets.open_datasets(tiny_recipe())
+    small = [val_set[i] for i in range(3)]
+    small_set = type("Small", (list,), {"num_classes": val_set.num_classes})(small)
+    scores = study.score_runs(runs, small_set)
+    assert list(scores.index) == [("unpool", 0), ("bilinear", 0)]
+    assert list(scores.columns) == [*study.MEASURES, "min_class_pixels"]
+    with export.load_predictor(out / "bilinear") as predictor:
+        expected = metrics.evaluate_dataset(predictor.predict, small_set).scores()
+    assert scores.loc[("bilinear", 0), "mIoU"] == pytest.approx(expected["mean_iou"])
+    assert scores.loc[("bilinear", 0), "BF"] == pytest.approx(expected["boundary_f1"])
+    curve = study.curves(runs)
+    assert list(curve.columns) == ["decoder", "seed", "step", "val_mean_iou", "val_loss"]
+    assert set(curve["decoder"]) == {"unpool", "bilinear"} and (curve["step"] == 2).all()
+
+
+def test_study_runs_finds_the_shipped_runs_or_names_the_command(tmp_path, monkeypatch):
+    monkeypatch.setenv(reference.REFERENCE_ENV, str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="make reference RUNS=study/unet-seed1"):
+        study.study_runs(decoders=("unet",), seeds=(1,))
+    (tmp_path / "study" / "unet-seed1").mkdir(parents=True)
+    (tmp_path / "study" / "unet-seed1" / reference.MANIFEST_FILE).write_text("{}")
+    assert study.study_runs(decoders=("unet",), seeds=(1,)) == {
+        ("unet", 1): tmp_path / "study" / "unet-seed1"}
+
+
+def _scores(values):
+    rows = [(d, s, *v) for d, per_seed in values.items() for s, v in enumerate(per_seed)]
+    frame = pd.DataFrame(rows, columns=["decoder", "seed", *study.MEASURES])
+    return frame.set_index(["decoder", "seed"])
+
+
+def test_summarise_gives_mean_and_spread_over_seeds():
+    scores = _scores({"b": [(0.9, 0.5, 0.4, 0.2), (0.8, 0.7, 0.6, 0.2)],
+                      "a": [(0.5, 0.5, 0.5, 0.5), (0.5, 0.5, 0.5, 0.5)]})
+    summary = study.summarise(scores)
+    assert list(summary.index) == ["b", "a"]  # the order of the scores, not sorted
+    assert summary.loc["b", ("G", "mean")] == pytest.approx(0.85)
+    assert summary.loc["b", ("mIoU", "spread")] == pytest.approx(0.2)
+    assert summary.loc["a", ("BF", "spread")] == 0 and summary.loc["a", "seeds"].item() == 2
+
+
+def test_compare_calls_a_difference_within_the_spread_a_tie():
+    scores = _scores({"x": [(0.80, 0, 0, 0), (0.84, 0, 0, 0)],    # mean 0.82, spread 0.04
+                      "y": [(0.79, 0, 0, 0), (0.79, 0, 0, 0)],    # mean 0.79, spread 0
+                      "z": [(0.70, 0, 0, 0), (0.72, 0, 0, 0)]})   # mean 0.71, spread 0.02
+    summary = study.summarise(scores)
+    tie = study.compare(summary, "x", "y", "G")
+    assert tie["verdict"] == "tie" and tie["difference"] == pytest.approx(0.03)
+    assert tie["spread"] == pytest.approx(0.04) and tie["margin"] == pytest.approx(0.01)
+    assert study.compare(summary, "x", "z", "G")["verdict"] == "higher"
+    assert study.compare(summary, "z", "y", "G")["verdict"] == "lower"
+    assert "larger of the two" in study.TIE_RULE
+
+
+def test_storage_readings_give_the_papers_multipliers_only_for_pre_pool_maps():
+    table = study.storage_readings()
+    pooled, pre_pool = table.loc["pooled maps"], table.loc["pre-pool maps"]
+    assert (pooled["multiplier"]["SegNet-Basic"], pre_pool["multiplier"]["SegNet-Basic"]) == (1, 1)
+    assert pooled.loc["FCN-Basic", "multiplier"] == pytest.approx(2.75)
+    # The paper's 1.9 MB is FCN-Basic's pooled map: 180 x 240 x 11 float32.
+    assert pooled.loc["FCN-Basic", "megabytes"] == pytest.approx(180 * 240 * 11 * 4 / 1e6)
+    assert pooled.loc["SegNet-Basic", "megabytes"] == pytest.approx(180 * 240 * 64 * 2 / 8 / 1e6)
+    assert (pre_pool["multiplier"] == pre_pool["paper_multiplier"]).all()
+    assert (pooled["multiplier"] != pooled["paper_multiplier"]).sum() == 3
+    assert "/ 32 = 11" in pre_pool.loc["FCN-Basic", "arithmetic"]
+
+
+def test_measure_memory_table_runs_each_decoder_in_a_child(monkeypatch):
+    table = study.measure_memory_table(("bilinear", "unpool"), image_size=(32, 32),
+                                       batch_sizes=(1,))
+    assert list(table["model"]) == ["bilinear", "bilinear", "unpool", "unpool"]
+    assert list(table["mode"]) == ["inference", "train"] * 2
+    assert (table["peak_rss_bytes"] > table["base_rss_bytes"]).all()
+    assert (table.loc[table["model"] == "bilinear", "state_bytes"] == 0).all()
+    assert (table.loc[table["model"] == "unpool", "state_bytes"] > 0).all()
+    assert table["params"].iloc[0] == study.measure_model(
+        study.paper_model_config("bilinear"), 11, (32, 32))["params"]
+
+
+def test_read_memory_table_says_how_to_make_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="study --memory"):
+        study.read_memory_table(tmp_path)
+
+
 # ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------
+
+def test_cli_study_memory_writes_the_table_where_the_notebook_reads_it(tmp_path, monkeypatch,
+                                                                     capsys):
+    monkeypatch.setenv(reference.REFERENCE_ENV, str(tmp_path))
+    calls = []
+
+    def fake(decoders, log=None):
+        calls.append(decoders)
+        return pd.DataFrame({"model": list(decoders), "peak_rss_bytes": [1] * len(decoders)})
+
+    monkeypatch.setattr(study, "measure_memory_table", fake)
+    assert cli.main(["study", "--memory", "--decoders", "unpool,unet"]) == 0
+    assert calls == [("unpool", "unet")]
+    assert list(study.read_memory_table()["model"]) == ["unpool", "unet"]
+    assert str(study.memory_path()) in capsys.readouterr().out
 
 def test_cli_study_writes_the_csv(tmp_path, capsys):
     status = cli.main(["study", "--out", str(tmp_path), "--decoders", "deconv", "--steps", "2",

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from segnet_lib import checkpoints, config, export, files, recipes, sample_data, train
+from segnet_lib import checkpoints, config, export, train
 from segnet_lib._tf import tf
 
 
@@ -103,23 +103,3 @@ def test_divergence_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp
             value = reader.get_tensor(name)
             if np.issubdtype(np.asarray(value).dtype, np.floating):
                 assert np.isfinite(value).all(), name
-
-
-# ---------------------------------------------------------------------------
-# The book's sample run
-# ---------------------------------------------------------------------------
-
-def test_sample_checkpoint_trains_once_then_reuses(tmp_path, monkeypatch, tiny_config):
-    root = sample_data.sample_root()  # the data stays where it is
-    monkeypatch.setattr(sample_data, "sample_root", lambda seed=0: root)
-    monkeypatch.setenv(files.CACHE_ENV, str(tmp_path))
-    # The real recipe takes minutes; the caching logic is the same for any recipe.
-    monkeypatch.setattr(recipes, "sample_recipe", lambda variant="segnet": tiny_config(
-        variant=variant, steps=2, val_every=2))
-    first = train.sample_checkpoint()
-    assert first.parent == tmp_path / "checkpoints" and first.name.startswith(
-        f"sample-data{sample_data.SAMPLE_VERSION}-segnet-")
-    stamp = (first / checkpoints.HISTORY_FILE).stat().st_mtime_ns
-    assert train.sample_checkpoint() == first == train.sample_run_dir()
-    assert (first / checkpoints.HISTORY_FILE).stat().st_mtime_ns == stamp
-    assert (first / export.EXPORT_DIR / export.FROZEN_GRAPH_FILE).is_file()

@@ -37,6 +37,7 @@ def np_max_pool(x):
     return out
 
 
+
 # --------------------------------------------------------------------------
 # Pooling with indices and unpooling
 # --------------------------------------------------------------------------
@@ -144,6 +145,19 @@ def test_unpool_gradient_through_pooling_on_dynamic_batch(rng):
         assert (gv[~mask] == 0).all()
         grads.append(gv)
     np.testing.assert_array_equal(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 6, 3), (1, 45, 61, 2), (3, 7, 5, 1)])
+def test_max_pool_without_indices_has_the_same_windows(shape, rng):
+    x = rng.normal(size=shape).astype(np.float32)
+    with tf.Graph().as_default():
+        plain = unpool.max_pool(tf.constant(x), name="p")
+        with_indices, _ = unpool.max_pool_with_argmax(tf.constant(x))
+        assert plain.op.type == "MaxPool" and plain.op.name == "p"
+        with tf.Session() as sess:
+            a, b = sess.run([plain, with_indices])
+    np.testing.assert_array_equal(a, np_max_pool(x))
+    np.testing.assert_array_equal(a, b)
 
 
 # --------------------------------------------------------------------------

@@ -16,7 +16,10 @@ import importlib
 import sys
 import textwrap
 import typing
+from pathlib import Path
 
+# Not bound as "reference": the command module segnet_lib.cli.reference takes that name.
+from segnet_lib import reference as reference_runs
 from segnet_lib._tf import tf
 
 EXIT_OK = 0
@@ -42,6 +45,7 @@ COMMANDS = {
     "export": "export",
     "study": "study",
     "gpu-check": "gpu_check",
+    "reference": "reference",
 }
 
 
@@ -106,6 +110,38 @@ def image_size(text: str):
     return values
 
 
+def int_list(text: str):
+    """An argparse ``type``: ``'0,1,7'`` -> ``(0, 1, 7)`` (comma-separated integers)."""
+    try:
+        values = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, e.g. 0,1,7, got {text!r}") from None
+    return values
+
+
+def model_path(text: str, flag: str = "--checkpoint") -> Path:
+    """A model argument as a path: a run folder, an export, or a shipped reference run's name.
+
+    ``sample-segnet`` (any name of ``reference --list``) means the reference
+    run shipped in ``reference/``, so ``predict photo.jpg --checkpoint
+    sample-segnet`` works without training anything.
+
+    Raises:
+        Refused: no such file or folder, and no reference run of that name.
+    """
+    if text in reference_runs.REFERENCE_RUNS:
+        try:
+            return reference_runs.path(text)
+        except FileNotFoundError as err:
+            raise Refused(f"{flag} {text}: {err}") from None
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise Refused(f"{flag} {text}: no such run folder or exported model, and no reference "
+                      "run of that name (see `python -m segnet_lib reference --list`)")
+    return path
+
+
 def option_flag(field: dataclasses.Field) -> str:
     """The command-line flag of a config field (its ``flag`` metadata, else ``--field-name``)."""
     return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
@@ -116,7 +152,8 @@ def add_config_options(parser, config_class, names=None) -> list:
 
     The flag, help, metavar and choices come from each field's metadata (see
     :class:`segnet_lib.config.TrainConfig`), the value type from its annotation
-    (``bool``: ``--x/--no-x``; a ``(height, width)`` tuple: ``HxW``). Every
+    (``bool``: ``--x/--no-x``; a ``(height, width)`` tuple: ``HxW``; a tuple of
+    any length: comma-separated integers). Every
     default is None, meaning "not given": the command decides what that means
     (a recipe, a saved run).
 
@@ -140,7 +177,10 @@ def add_config_options(parser, config_class, names=None) -> list:
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
         else:
-            options["type"] = image_size if typing.get_origin(kind) is tuple else kind
+            if typing.get_origin(kind) is tuple:
+                options["type"] = int_list if Ellipsis in typing.get_args(kind) else image_size
+            else:
+                options["type"] = kind
             if field.metadata.get("choices"):
                 options["choices"] = field.metadata["choices"]
             if field.metadata.get("metavar"):

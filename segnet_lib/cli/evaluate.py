@@ -8,11 +8,14 @@ values and the confusion matrix), metrics.csv (per class) and per_image.csv,
 each written atomically. With --mc-samples N the model must be a Bayesian
 SegNet; its prediction is the mean of N Monte Carlo dropout passes.
 
---data takes what `train --data` takes: 'sample', a VOC-layout folder or an
-RLE CSV. A CSV's split 'val' is the share of its images that training held
-out: when --checkpoint is a run folder trained on the same CSV, its pixel
-order, image folder, validation CSV, held-out fraction and seed are read from
-the run's config.json (any of them may be given again).
+--data takes what `train --data` takes: 'sample', 'cells', a VOC-layout folder
+or an RLE CSV (read as `train` reads it). A CSV's split 'val' is the share of
+its images that training held out: when --checkpoint is a run folder trained on
+the same CSV, its pixel order, image folder, validation CSV, held-out
+fraction, class column, overlap policy and seed are read from the run's
+config.json (any of them may be given again). The classes are named from the
+dataset (a CSV's names from its data, e.g. the cell types), and a model whose
+class names differ from the dataset's is refused.
 """
 from __future__ import annotations
 
@@ -23,27 +26,28 @@ from pathlib import Path
 
 import pandas as pd
 
-from segnet_lib import bayes, datasets, export, metrics
+from segnet_lib import bayes, datasets, export, metrics, reference
 from segnet_lib.checkpoints import CONFIG_FILE
-from segnet_lib.cli import Refused, add_config_options, at_least
+from segnet_lib.cli import Refused, add_config_options, at_least, model_path
 from segnet_lib.config import TrainConfig, read_config
 from segnet_lib.files import atomic_write_text
 
 HELP = "score a checkpoint on a dataset split (accuracy, IoU, BF) and write CSV + JSON"
 
 # TrainConfig fields that say which data a split is (shared with `train`).
-_DATA_FIELDS = ("rle_order", "image_dir", "val_csv", "val_fraction")
+_DATA_FIELDS = ("rle_order", "image_dir", "val_csv", "val_fraction", "class_column", "overlap")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds this command's options to ``parser``."""
     parser.add_argument("--checkpoint", required=True, metavar="PATH",
-                        help="run folder written by `train`, or an exported model folder / .pb")
+                        help="run folder written by `train`, an exported model folder / .pb, or "
+                             "the name of a shipped reference run (see `reference --list`)")
     parser.add_argument("--which", choices=("best", "latest"), default="best",
                         help="for a run folder: the best-validation or the newest checkpoint")
-    parser.add_argument("--data", metavar="{sample,DIR,CSV}", default=None,
-                        help="'sample', a VOC-layout folder (or one above it) or an RLE CSV; "
-                             "unset: $SEGNET_VOC_ROOT if set, else the sample data")
+    parser.add_argument("--data", metavar="{sample,cells,DIR,CSV}", default=None,
+                        help="'sample', 'cells', a VOC-layout folder (or one above it) or an "
+                             "RLE CSV; unset: $SEGNET_VOC_ROOT if set, else the sample data")
     parser.add_argument("--split", default="val",
                         help="split to score: a list in ImageSets/Segmentation; for a CSV, "
                              "'val' (the held-out images) or 'train'")
@@ -113,28 +117,37 @@ def open_data(args: argparse.Namespace, run_config=None):
 
     Options not given come from ``run_config`` (the run's saved config) when
     ``--data`` names the same data, so a CSV's held-out split is the one the
-    run trained without.
+    run trained without. A run trained on some classes only
+    (``TrainConfig.classes``) is scored on those, renumbered as it learnt them.
     """
+    classes = run_config.classes if run_config is not None else None
     if args.data is None:
-        return datasets.book_dataset(args.split)
+        return datasets.keep_classes(datasets.book_dataset(args.split), classes)
     names = (*_DATA_FIELDS, "seed")
     defaults = TrainConfig()
     options = {k: getattr(defaults, k) for k in names}
     if run_config is not None and _resolved(run_config.data) == _resolved(args.data):
         options.update({k: getattr(run_config, k) for k in names})
     options.update({k: getattr(args, k) for k in _DATA_FIELDS if getattr(args, k) is not None})
-    return datasets.open_split(_resolved(args.data), args.split, **options)
+    return datasets.open_split(_resolved(args.data), args.split, classes=classes, **options)
+
+
+def _name_mismatch(model_names, data_names) -> str:
+    """The first class the two lists name differently ('' if they agree or either is only numbered)."""
+    numbered = datasets.numbered_class_names(len(data_names))
+    if tuple(model_names) == tuple(data_names) or numbered in (tuple(model_names), tuple(data_names)):
+        return ""
+    c = next(i for i, (a, b) in enumerate(zip(model_names, data_names)) if a != b)
+    return f"class {c} is {model_names[c]!r} for the model, {data_names[c]!r} in the data"
 
 
 def _resolved(data: str) -> str:
-    return data if data == "sample" else str(Path(data).expanduser().resolve())
+    return data if data in datasets.NAMED_DATA else str(Path(data).expanduser().resolve())
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluates, prints the tables and writes the files; returns 0."""
-    checkpoint = Path(args.checkpoint)
-    if not checkpoint.exists():
-        raise Refused(f"--checkpoint {checkpoint}: no such run folder or exported model")
+    checkpoint = model_path(args.checkpoint)
     is_run = (checkpoint / CONFIG_FILE).is_file()
     try:
         dataset = open_data(args, read_config(checkpoint) if is_run else None)
@@ -149,6 +162,11 @@ def run(args: argparse.Namespace) -> int:
         if predictor.num_classes != dataset.num_classes:
             raise Refused(f"the model in {checkpoint} has {predictor.num_classes} classes, the "
                           f"dataset {dataset.num_classes}")
+        mismatch = _name_mismatch(predictor.class_names, dataset.class_names)
+        if mismatch:
+            raise Refused(f"the model in {checkpoint} and the dataset name their classes "
+                          f"differently ({mismatch}): its scores per class would be "
+                          "another class's")
         predict = predictor.predict
         if args.mc_samples:
             if not predictor.has_mc_dropout:
@@ -163,7 +181,12 @@ def run(args: argparse.Namespace) -> int:
     scores = evaluator.scores()
 
     run_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    out_dir = Path(args.out) if args.out else run_dir / f"eval-{args.split}"
+    if args.out:
+        out_dir = Path(args.out)
+    elif args.checkpoint in reference.REFERENCE_RUNS:  # never write into the shipped folder
+        out_dir = Path("runs") / "eval" / f"{args.checkpoint}-{args.split}"
+    else:
+        out_dir = run_dir / f"eval-{args.split}"
     meta = {"checkpoint": str(checkpoint), "model": repr(predictor),
             "data": str(getattr(dataset, "root", getattr(dataset, "csv_path", args.data))),
             "split": args.split, "mc_samples": args.mc_samples,

@@ -2,7 +2,7 @@
 
 Trains SegNet-Basic's encoder with each decoder (unpool = SegNet-Basic,
 deconv_add = FCN-Basic, deconv = FCN-Basic-NoAddition, bilinear =
-Bilinear-Interpolation) on the same data, schedule and seed, scores the final
+Bilinear-Interpolation, unet = U-Net) on the same data, schedule and seed, scores the final
 weights on the validation split (global and class-average accuracy, mean IoU,
 boundary F1), and measures parameters, the bytes each decoder keeps from the
 encoder per image (int64 indices / float32 maps, and with 2-bit indices) and
@@ -10,12 +10,19 @@ the inference time per image. Prints the table next to the paper's numbers and
 writes results.csv (and study.json) to --out. Finished runs in --out are
 reused, so rerunning only scores and times again.
 
-The recipes (--recipe) are listed below with what each sets; notebook 07
-runs the cpu one.
+The recipes (--recipe) are listed below with what each sets. Notebook 07
+shows the cpu recipe trained with three seeds per decoder: those 15 runs are
+reference runs (`python -m segnet_lib reference study` makes them).
+
+--memory measures instead the peak memory of every decoder at the paper's
+size (64 features, 11 classes, 360x480; inference and a training step, batch
+1 and 4; one child process each) and writes reference/study/memory.csv, the
+table notebook 07 shows (it depends on the machine, which it names).
 
 Examples:
   python -m segnet_lib study --out runs/study
   python -m segnet_lib study --out runs/study --decoders unpool,deconv_add --steps 600
+  python -m segnet_lib study --memory
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ import pandas as pd
 
 from segnet_lib import model, recipes, setup, study
 from segnet_lib.cli import Refused, at_least, image_size
+from segnet_lib.files import atomic_write_text
 
 _positive_int = at_least(int, 1)
 
@@ -73,6 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timing-repeats", type=_positive_int, default=10,
                         help="timed inference rounds per decoder (median reported)")
     parser.add_argument("--progress", action="store_true", help="show training progress bars")
+    parser.add_argument("--memory", action="store_true",
+                        help="measure peak memory at the paper's size instead (see above) and "
+                             "write reference/study/memory.csv")
 
 
 def _recipe(args):
@@ -81,8 +92,21 @@ def _recipe(args):
     return recipes.study_recipe(args.recipe, **{k: v for k, v in options.items() if v is not None})
 
 
+def measure(args: argparse.Namespace) -> int:
+    """Measures the memory table and writes it where notebook 07 reads it; returns 0."""
+    setup(verbose=False)
+    table = study.measure_memory_table(args.decoders, log=print)
+    path = study.memory_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, table.to_csv(index=False))
+    print(f"wrote {path}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Runs the study, prints the tables and writes results.csv; returns 0."""
+    if args.memory:
+        return measure(args)
     try:
         config = _recipe(args)
     except ValueError as err:

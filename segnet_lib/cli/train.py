@@ -1,8 +1,17 @@
 """Train SegNet, or resume a run: rerunning with the same --out continues it.
 
 Every setting starts from a recipe (listed below, with what each sets) and can
-be overridden one by one; the default recipe is sample-cpu for --data sample
-and voc-gpu otherwise.
+be overridden one by one; the default recipe is sample-cpu for --data sample,
+cells-cpu for --data cells (the generated data) and voc-gpu otherwise.
+
+--data takes 'sample', 'cells', a VOC folder or an RLE CSV. A CSV is read as
+its header says: the Sartorius train.csv header (id, annotation, width, height,
+cell_type, ...) means row-major RLE (--rle-order C), one class per cell type
+(--class-column cell_type: background, shsy5y, astro, cort) and the images in
+train/ next to it; overlapping cells are painted in file order (--overlap
+last). Any other CSV needs --rle-order; its class column, if any, is found by
+name (or give --class-column), and without one every mask is 'foreground'.
+The run names its classes from the data: evaluate and predict report them.
 
 The run folder (--out) receives config.json, history.csv, checkpoints
 (ckpt-NNNNNNNN/, the last --keep-last plus the best by validation mean IoU),
@@ -15,6 +24,7 @@ Examples:
   python -m segnet_lib train --data sample --out runs/sample
   python -m segnet_lib train --data ~/data/VOC2012 --vgg16 vgg16_notop.h5 --out runs/voc
   python -m segnet_lib train --data train.csv --rle-order F --out runs/kaggle --steps 5000
+  python -m segnet_lib train --data sartorius/train.csv --out runs/cells
 """
 from __future__ import annotations
 
@@ -48,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="run folder; rerunning with the same --out resumes the run")
     parser.add_argument("--recipe", choices=tuple(recipes.RECIPES), default=None, help=(
-        "starting settings (see below); default: sample-cpu for --data sample, else voc-gpu"))
+        "starting settings (see below); default: sample-cpu for --data sample, cells-cpu "
+        "for --data cells, else voc-gpu"))
     add_config_options(parser, TrainConfig)
     parser.add_argument("--export-format", choices=export.EXPORT_FORMATS + ("none",),
                         default="frozen",
@@ -61,7 +72,7 @@ def _given(args: argparse.Namespace) -> dict:
     names = [f.name for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)]
     given = {f: getattr(args, f) for f in names if getattr(args, f) is not None}
     for key in _PATH_FIELDS:
-        if key in given and not (key == "data" and given[key] == "sample"):
+        if key in given and not (key == "data" and given[key] in datasets.NAMED_DATA):
             given[key] = str(Path(given[key]).expanduser().resolve())
     return given
 
@@ -86,7 +97,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
                      **given}
     else:
         data = given.get("data", "sample")
-        name = args.recipe or ("sample-cpu" if data == "sample" else "voc-gpu")
+        name = args.recipe or recipes.DEFAULT_RECIPES.get(data, "voc-gpu")
         base = recipes.RECIPES[name](given.get("variant", "segnet"))
     config = base.replace(**given)
     datasets.check_data(config.data, rle_order=config.rle_order, image_dir=config.image_dir,
