@@ -8,7 +8,7 @@ device (and what ``benchmarks/bench_train.py`` and ``gpu-check`` time);
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 from segnet_lib import model
 from segnet_lib._tf import tf
@@ -32,7 +32,7 @@ class TrainingStep(NamedTuple):
 
 
 def training_step(config, images, labels, num_classes: int, class_weights=None,
-                  replicas: tuple = (1, 1)) -> TrainingStep:
+                  replicas: int = 1, losses_from: Optional[int] = None) -> TrainingStep:
     """Builds the run's model (SegNet, a decoder variant or U-Net) on a batch, its loss and one
     optimiser update.
 
@@ -43,33 +43,39 @@ def training_step(config, images, labels, num_classes: int, class_weights=None,
         labels: int ``[batch, height, width]``, 255 = void.
         num_classes: ``C``.
         class_weights: None or float ``[C]``.
-        replicas: ``(in sync over all workers, on this worker)`` when called
-            once per replica under a strategy (the optimiser then sums the
-            replicas' gradients): each replica's cross-entropy is divided by the
-            first, and the weight decay, which only the first replica of each
-            worker builds (the others reuse its variables), is weighted so
-            that the sum counts it once.
+        replicas: how many replicas run this step in sync (over all workers)
+            when it is called once per replica under a strategy, whose
+            optimiser sums the replicas' gradients: each replica minimises its
+            loss divided by this, so that the sum is the mean cross-entropy
+            plus the weight decay once.
+        losses_from: where the model's terms start in
+            ``tf.GraphKeys.REGULARIZATION_LOSSES`` (None: where this call
+            starts). Under a strategy, the length of that collection before the
+            first replica started, see :func:`replicated_training_step`.
 
     Returns:
         A :class:`TrainingStep` (per replica: its own losses and update).
     """
-    total, local = replicas
     global_step = tf.train.get_or_create_global_step()
-    # Only what this call adds to the collections is this replica's: under a
-    # strategy the graph (and its collections) holds every replica's ops.
+    # Only what this call adds to UPDATE_OPS is this replica's: under a strategy
+    # the graph (and its collections) holds every replica's ops.
     updates_before = len(tf.get_collection(tf.GraphKeys.UPDATE_OPS))
-    reg_before = len(tf.get_collection(tf.GraphKeys.REGULARIZATION_LOSSES))
+    if losses_from is None:
+        losses_from = len(tf.get_collection(tf.GraphKeys.REGULARIZATION_LOSSES))
     logits, _ = model.build(images, num_classes, is_training=True, config=config.model_config())
     data_loss = segmentation_loss(logits, labels, num_classes, class_weights, IGNORE_LABEL)
-    # The builder put weight_decay * sum(w ** 2) / 2 of every kernel it created here.
-    reg = tf.get_collection(tf.GraphKeys.REGULARIZATION_LOSSES)[reg_before:]
+    # The builder put weight_decay * sum(w ** 2) / 2 of every kernel it created
+    # there. Under a strategy the first replica creates the variables (and
+    # their terms) and the others reuse them, all of them having built the
+    # whole model by now: each replica takes every term of the model.
+    reg = tf.get_collection(tf.GraphKeys.REGULARIZATION_LOSSES)[losses_from:]
     reg_loss = tf.add_n(reg, name="weight_decay") if reg else tf.constant(0.0)
     loss = tf.add(data_loss, reg_loss, name="total_loss")
     accuracy = pixel_accuracy(logits, labels, IGNORE_LABEL)
     learning_rate = learning_rate_schedule(config, global_step)
     optimizer = make_optimizer(config, learning_rate)
-    objective = loss if total == 1 else tf.add(data_loss / total, reg_loss * (local / total),
-                                               name="replica_objective")
+    objective = loss if replicas == 1 else tf.divide(loss, float(replicas),
+                                                     name="replica_objective")
     # Batch-norm moving averages are updated with every step.
     with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)[updates_before:]):
         train_op = optimizer.minimize(objective, global_step=global_step)
@@ -98,12 +104,16 @@ def replicated_training_step(strategy, config, dataset, num_classes: int, class_
         ``initializer`` must run before the first step.
     """
     total = strategy.num_replicas_in_sync
-    local = len(strategy.extended.worker_devices)
     iterator = strategy.make_dataset_iterator(dataset)
+    # Replicas build in turns, each pausing at every variable it creates or
+    # updates (a merge_call), so the weight-decay terms the first one adds
+    # land while the others are building too: each takes them from here on.
+    losses_from = len(tf.get_collection(tf.GraphKeys.REGULARIZATION_LOSSES))
 
     def replica_step(inputs):
         images, labels = inputs
-        step = training_step(config, images, labels, num_classes, class_weights, (total, local))
+        step = training_step(config, images, labels, num_classes, class_weights, total,
+                             losses_from)
         return step._replace(global_step=tf.identity(step.global_step)), images, labels
 
     step, images, labels = strategy.experimental_run(replica_step, iterator)

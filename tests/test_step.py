@@ -103,17 +103,18 @@ def test_cpu_bfloat16_flags_reads_cpuinfo(tmp_path):
     assert runtime.cpu_bfloat16_flags(str(tmp_path / "missing")) == ()
 
 
-def test_one_replica_of_two_divides_its_cross_entropy_and_keeps_the_decay():
+def test_one_replica_of_two_minimises_half_its_loss_decay_included():
+    """Summed over the two replicas' gradients: the mean cross-entropy plus the decay once."""
     images, labels = _data()
     config = TrainConfig(width_multiplier=0.125, batch_size=2)
     graph = tf.Graph()
     with graph.as_default():
         train_step = step.training_step(config, tf.constant(images), tf.constant(labels),
-                                        NUM_CLASSES, replicas=(2, 2))
+                                        NUM_CLASSES, replicas=2)
         objective = graph.get_tensor_by_name("replica_objective:0")
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
             data_loss, reg_loss, value = sess.run([train_step.data_loss, train_step.reg_loss,
                                                    objective])
     assert reg_loss > 0
-    np.testing.assert_allclose(value, data_loss / 2 + reg_loss, rtol=1e-6)
+    np.testing.assert_allclose(value, (data_loss + reg_loss) / 2, rtol=1e-6)
