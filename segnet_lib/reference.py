@@ -27,7 +27,7 @@ names and shapes of the model its config builds today. A stale run fails
 ``tests/test_reference.py`` with the command that rebuilds it.
 
 A new run starts in :data:`PENDING_RUNS`: it can be built by name
-(``python -m segnet_lib reference cells-unet``) but is not checked, because
+(``python -m segnet_lib reference NAME``) but is not checked, because
 that test fails for every registered run that is not shipped. Once built and
 committed, its entry moves into :data:`REFERENCE_RUNS`.
 """
