@@ -59,16 +59,13 @@ def cells_recipe(variant: str = "unet") -> TrainConfig:
     their own scale (no rescaling: a further halving would leave ``cort``
     bodies 2-3 pixels in radius), flips, batches of 8, Adam from 1e-3 with
     poly decay to 0, median-frequency class weights (background is about nine
-    tenths of the pixels), no weight decay, 3,000 steps (about 36 epochs of
-    the 120 training images). A fifth of the 150 images is held out (30, 10 of each
+    tenths of the pixels), no weight decay, 3,000 steps (200 epochs of the
+    120 training images). A fifth of the 150 images is held out (30, 10 of each
     cell type with seed 0), so each cell type's IoU rests on 10 images rather
     than 5; validation on all of them every 300 steps. Deterministic.
 
-    The budget is sized from the measured cost of a step at width 0.25
-    (batch 16 at 96x96: 0.38 CPU-s SegNet, 0.41 U-Net, 0.44 with the input
-    pipeline): a batch of 8 at 128x128 holds 0.89 times those pixels, so a
-    run should take about 20-23 CPU-minutes (an estimate until the reference
-    runs' manifests record the real cost). The reference runs
+    Measured on a 2-core Xeon (the reference runs' manifests): 19.2 CPU-minutes
+    for U-Net, 17.9 for SegNet, about 10 wall minutes each. The reference runs
     ``cells-unet`` and ``cells-segnet`` are this recipe.
     """
     return TrainConfig(
