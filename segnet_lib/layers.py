@@ -16,6 +16,7 @@ and ``BatchNorm/{gamma,beta,moving_mean,moving_variance}``.
 """
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -26,13 +27,17 @@ __all__ = [
     "LayerSpec", "WEIGHTS_NAME", "BIASES_NAME", "BATCH_NORM_SCOPE", "check_layer_options",
     "static_bool",
     "as_bool_tensor", "smart_cond", "batch_norm", "weight_decay_regularizer", "conv",
-    "transposed_conv", "dropout",
+    "transposed_conv", "dropout", "RECOMPUTE_ENV", "recompute_enabled",
 ]
 
 # Variable names, as module constants (tf-slim style).
 WEIGHTS_NAME = "weights"
 BIASES_NAME = "biases"
 BATCH_NORM_SCOPE = "BatchNorm"
+
+#: Set to ``0`` to keep every batch-norm and ReLU output for the backward pass
+#: instead of recomputing them (see :func:`conv`); read when a graph is built.
+RECOMPUTE_ENV = "SEGNET_RECOMPUTE_BN"
 
 
 class LayerSpec(NamedTuple):
@@ -195,7 +200,11 @@ def conv(net, spec, features, is_training, config):
             # The Caffe model's 'msra' filler: He et al. (2015) for ReLU networks.
             initializer=tf.variance_scaling_initializer(scale=2.0, mode="fan_in"),
             regularizer=weight_decay_regularizer(config))
-        net = tf.nn.conv2d(net, kernel, strides=[1, 1, 1, 1], padding="SAME")
+        source = _training_bn_relu(net) if recompute_enabled() else None
+        if source is None:
+            net = tf.nn.conv2d(net, kernel, strides=[1, 1, 1, 1], padding="SAME")
+        else:
+            net = _conv_recomputing_bn_relu(net, kernel, *source)
         if spec.bias:
             biases = tf.get_variable(BIASES_NAME, [features], initializer=tf.zeros_initializer())
             net = tf.nn.bias_add(net, biases)
@@ -204,6 +213,70 @@ def conv(net, spec, features, is_training, config):
         if spec.relu:
             net = tf.nn.relu(net)
     return net
+
+
+def recompute_enabled() -> bool:
+    """Whether :func:`conv` recomputes batch norm and ReLU in the backward pass (``$SEGNET_RECOMPUTE_BN``)."""
+    value = os.environ.get(RECOMPUTE_ENV, "1")
+    if value not in ("0", "1"):
+        raise ValueError(f"${RECOMPUTE_ENV} must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
+def _training_bn_relu(net):
+    """``(c, gamma, beta, epsilon)`` if ``net`` is ``relu(batch_norm(c))`` with batch statistics, else None.
+
+    Only the op pattern that :func:`batch_norm` builds for a Python ``True``
+    ``is_training`` matches; under a bool tensor (a ``tf.cond``) nothing does.
+    """
+    if net.op.type != "Relu":
+        return None
+    bn = net.op.inputs[0].op
+    if not bn.type.startswith("FusedBatchNorm") or not bn.get_attr("is_training"):
+        return None
+    return bn.inputs[0], bn.inputs[1], bn.inputs[2], bn.get_attr("epsilon")
+
+
+def _conv_recomputing_bn_relu(h, kernel, c, gamma, beta, epsilon):
+    """``conv2d(h, kernel)`` for ``h = relu(batch_norm(c))``, keeping only ``c`` for the backward pass.
+
+    By default the backward pass of conv -> batch norm -> ReLU -> conv holds two
+    full-size tensors per layer: ``c`` (for batch norm's gradient) and ``h``
+    (for ReLU's gradient and the next kernel's). Here ``h`` is freed once the
+    forward convolution has read it; the gradient recomputes it from ``c``
+    (batch norm and ReLU cost a small fraction of a convolution) and returns
+    the gradients of ``c``, ``gamma``, ``beta`` and ``kernel`` through the
+    recomputed ops. The values are the same ops on the same inputs, so the
+    gradients equal the plain graph's (a test checks this). Anything else that
+    reads ``h`` still gets its gradient through the original ops, and the two
+    contributions add up at ``c``, as they should.
+
+    Args:
+        h: float ``[batch, height, width, in]``, the ReLU's output.
+        kernel: ``[k, k, in, out]``.
+        c, gamma, beta, epsilon: the batch norm's input, scale, offset and epsilon.
+
+    Returns:
+        float ``[batch, height, width, out]``.
+    """
+    def convolve(x, w):
+        return tf.nn.conv2d(x, w, strides=[1, 1, 1, 1], padding="SAME")
+
+    @tf.custom_gradient
+    def block(h, c, gamma, beta, kernel):
+        def gradient(grad_out):
+            # The control dependency makes this a new computation at backward
+            # time: without it, the graph optimiser would merge it with the
+            # forward batch norm, and h would be kept after all.
+            with tf.control_dependencies([grad_out]):
+                c_again = tf.identity(c)
+            y, _, _ = tf.nn.fused_batch_norm(c_again, gamma, beta, epsilon=epsilon, is_training=True)
+            out = convolve(tf.nn.relu(y), kernel)
+            grads = tf.gradients(out, [c_again, gamma, beta, kernel], grad_out)
+            return [None, *grads]
+        return convolve(h, kernel), gradient
+
+    return block(h, c, gamma, beta, kernel)
 
 
 def transposed_conv(net, features, output_shape, kernel_size, config, initializer=None,

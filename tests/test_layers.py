@@ -118,3 +118,46 @@ def test_batch_norm_at_inference_adds_no_updates():
         layers.batch_norm(tf.zeros([1, 3, 3, 2]), False, CONFIG)
         assert tf.get_collection(tf.GraphKeys.UPDATE_OPS) == []
         assert len(tf.moving_average_variables()) == 2
+
+
+def _segnet_gradients(rng_seed=0):
+    """Loss and every gradient of a small SegNet training step, with fixed weights."""
+    rng = np.random.default_rng(rng_seed)
+    images = rng.normal(0, 1, (2, 32, 48, 3)).astype(np.float32)
+    labels = rng.integers(0, 3, (2, 32, 48)).astype(np.int32)
+    with tf.Graph().as_default():
+        logits, _ = model.segnet(tf.constant(images), 3, is_training=True,
+                                 config=model.SegNetConfig(stages=2, width_multiplier=0.125))
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=labels, logits=logits))
+        variables = tf.trainable_variables()
+        grads = tf.gradients(loss, variables)
+        recomputed = sum(op.type == "FusedBatchNormV3" for op in tf.get_default_graph().get_operations())
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            for v in variables:  # the same weights whatever the graph's op count
+                v.load(np.random.default_rng(len(v.op.name)).normal(
+                    0.5 if "gamma" in v.op.name else 0, 0.2, v.shape.as_list()), sess)
+            values = sess.run([loss, *grads])
+    return values, [v.op.name for v in variables], recomputed
+
+
+def test_recomputing_batch_norm_and_relu_gives_the_same_gradients(monkeypatch):
+    monkeypatch.setenv(layers.RECOMPUTE_ENV, "0")
+    kept, names, plain_bn_ops = _segnet_gradients()
+    monkeypatch.setenv(layers.RECOMPUTE_ENV, "1")
+    recomputed, same_names, bn_ops = _segnet_gradients()
+    assert names == same_names
+    # The backward pass holds extra batch-norm ops only when recomputing: one
+    # per convolution that reads a batch norm + ReLU output.
+    assert bn_ops > plain_bn_ops
+    for name, a, b in zip(["loss", *names], kept, recomputed):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6 * (np.abs(a).max() + 1e-12),
+                                   err_msg=name)
+    assert any(np.abs(g).max() > 0 for g in kept[1:])
+
+
+def test_recompute_switch_rejects_other_values(monkeypatch):
+    monkeypatch.setenv(layers.RECOMPUTE_ENV, "yes")
+    with pytest.raises(ValueError, match="SEGNET_RECOMPUTE_BN must be 0 or 1"):
+        layers.recompute_enabled()
