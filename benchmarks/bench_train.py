@@ -11,10 +11,11 @@ and decay on the kernels only) runs the same step, if PyTorch is installed
 (it is not a dependency: ``pip install torch``; the benchmark says so and skips it
 otherwise).
 
-segnet_lib runs twice: with its defaults (the system allocator, large blocks
-returned to the operating system at once; see ``segnet_lib._tf``) and with
-TensorFlow's own pooling allocator (``SEGNET_ALLOCATOR=tensorflow``, what the
-library did before), so the table holds the memory before and after side by side.
+segnet_lib runs three times: with its defaults (batch norm and ReLU recomputed
+in the backward pass, see ``segnet_lib.layers.conv``; TensorFlow's pooling
+allocator), with the recomputation off (``SEGNET_RECOMPUTE_BN=0``: the library
+before issue 18), and with the system allocator (``SEGNET_ALLOCATOR=system``,
+see ``segnet_lib._tf``), so the table holds the memory before and after side by side.
 
 Each framework runs in its own child process, so that the peak resident
 memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) of one does not hide
@@ -62,7 +63,7 @@ def _data(batch, size):
 
 def run_tf(batch, size, steps):
     import segnet_lib
-    from segnet_lib import model, recipes, runtime, train
+    from segnet_lib import layers, model, recipes, runtime, train
     from segnet_lib._tf import ALLOCATOR, tf
 
     segnet_lib.setup(seed=0, verbose=False)
@@ -87,7 +88,8 @@ def run_tf(batch, size, steps):
             times.append(time.perf_counter() - start)
         cpu = time.process_time() - cpu
     return {"params": params, "times": times, "cpu_seconds": cpu, "rss_import_mb": rss_import, "rss_peak_mb": _rss_mb(),
-            "version": tf.__version__ if hasattr(tf, "__version__") else "", "allocator": ALLOCATOR}
+            "version": tf.__version__ if hasattr(tf, "__version__") else "", "allocator": ALLOCATOR,
+            "recompute": layers.recompute_enabled()}
 
 
 def _torch_segnet(torch):
@@ -181,9 +183,11 @@ def run_torch(batch, size, steps):
             "version": torch.__version__}
 
 
-# Child processes: (framework, environment). "tf-pool" is segnet_lib with
-# TensorFlow's pooling allocator, as before the library chose the system one.
-CHILDREN = {"tf": ("tf", {}), "tf-pool": ("tf", {"SEGNET_ALLOCATOR": "tensorflow"}),
+# Child processes: (framework, environment). "tf-before" keeps batch norm's and
+# ReLU's outputs for the backward pass, as the library did before issue 18;
+# "tf-system" uses the system allocator instead of TensorFlow's pool.
+CHILDREN = {"tf": ("tf", {}), "tf-before": ("tf", {"SEGNET_RECOMPUTE_BN": "0"}),
+            "tf-system": ("tf", {"SEGNET_ALLOCATOR": "system"}),
             "torch": ("torch", {})}
 
 
@@ -225,23 +229,26 @@ def main():
             continue
         times = np.concatenate([r["times"] for r in runs])
         rows[framework] = {
-            "name": f"segnet_lib, {runs[0]['allocator']} allocator" if framework != "torch"
+            "name": (f"segnet_lib, {runs[0]['allocator']} alloc., "
+                     f"{'recompute' if runs[0]['recompute'] else 'keep'} BN")
+            if framework != "torch"
             else f"PyTorch {runs[0]['version']}",
             "params": runs[0]["params"], "median": args.batch / np.median(times),
             "cpu_per_image": sum(r["cpu_seconds"] for r in runs) / (times.size * args.batch),
             "best": args.batch / times.min(), "peak": max(r["rss_peak_mb"] for r in runs),
             "import": max(r["rss_import_mb"] for r in runs)}
-    print(f"{'':34s} {'params':>11s} {'img/s median':>13s} {'img/s best':>11s} "
+    print(f"{'':44s} {'params':>11s} {'img/s median':>13s} {'img/s best':>11s} "
           f"{'CPU s/img':>10s} {'peak RSS MB':>12s} {'after import':>13s}")
     for row in rows.values():
-        print(f"{row['name']:34s} {row['params']:11,d} {row['median']:13.2f} {row['best']:11.2f} "
+        print(f"{row['name']:44s} {row['params']:11,d} {row['median']:13.2f} {row['best']:11.2f} "
               f"{row['cpu_per_image']:10.2f} {row['peak']:12.0f} {row['import']:13.0f}")
     print(f"TensorFlow {results['tf'][0]['version']}")
-    if "tf-pool" in rows:
-        print(f"peak memory, system / pooling allocator: "
-              f"{rows['tf']['peak']:.0f} / {rows['tf-pool']['peak']:.0f} MB "
-              f"({rows['tf']['peak'] - rows['tf-pool']['peak']:+.0f} MB); speed ratio (median "
-              f"images/s): {rows['tf']['median'] / rows['tf-pool']['median']:.2f}")
+    for name, what in (("tf-before", "keeping batch norm + ReLU (the library before issue 18)"),
+                       ("tf-system", "the system allocator")):
+        if name in rows:
+            print(f"peak memory, defaults / with {what}: {rows['tf']['peak']:.0f} / "
+                  f"{rows[name]['peak']:.0f} MB ({rows['tf']['peak'] - rows[name]['peak']:+.0f} MB); "
+                  f"speed ratio (median images/s): {rows['tf']['median'] / rows[name]['median']:.2f}")
     if "torch" in rows:
         tf_row, torch_row = rows["tf"], rows["torch"]
         ratio = tf_row["median"] / torch_row["median"]
@@ -250,8 +257,7 @@ def main():
               f"(CPU seconds per image, PyTorch / TF): "
               f"{torch_row['cpu_per_image'] / tf_row['cpu_per_image']:.2f}")
         print(f"peak memory ratio TF / PyTorch: {tf_row['peak'] / torch_row['peak']:.2f} "
-              f"(with TensorFlow's pooling allocator: "
-              f"{rows['tf-pool']['peak'] / torch_row['peak']:.2f}); after import, "
+              f"(before issue 18: {rows['tf-before']['peak'] / torch_row['peak']:.2f}); after import, "
               f"TF / PyTorch: {tf_row['import']:.0f} / {torch_row['import']:.0f} MB")
         if tf_row["params"] != torch_row["params"]:
             print(f"WARNING: parameter counts differ ({tf_row['params']:,} vs {torch_row['params']:,})")

@@ -9,14 +9,15 @@ notebook outputs, which nbval compares. Python exceptions are unaffected.
 
 Memory: TensorFlow's oneDNN build hands every tensor to its own allocator,
 which keeps large freed blocks in a pool (a BFC allocator) that only grows; on
-the full SegNet training step that pool held about 250 MB more than the tensors
-alive at any moment (book/benchmarks.md). Before TensorFlow starts, this module
-therefore asks it to use the system allocator (``TF_ONEDNN_USE_SYSTEM_ALLOCATOR``)
-and asks glibc to map blocks of 1 MB and more directly, so that a freed
-activation goes back to the operating system at once (glibc's default raises
-that threshold as blocks are freed, up to 32 MB, and then keeps them).
-``SEGNET_ALLOCATOR=tensorflow`` in the environment keeps TensorFlow's pool
-(bench_train.py measures both).
+the full SegNet training step that pool held about 225 MB more at the peak
+than the system allocator (book/benchmarks.md). ``SEGNET_ALLOCATOR=system`` in
+the environment, before the first import, makes TensorFlow use the system
+allocator (``TF_ONEDNN_USE_SYSTEM_ALLOCATOR``) and asks glibc to map blocks of
+1 MB and more directly, so that a freed activation goes back to the operating
+system at once (glibc's default raises that threshold as blocks are freed, up
+to 32 MB, and then keeps them). It is not the default: every step then maps
+and faults in its activations afresh, which made the step 14% slower on the
+benchmark's CPU. bench_train.py measures both.
 """
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-#: ``'system'`` (default) or ``'tensorflow'``: see the module docstring.
-ALLOCATOR = os.environ.get("SEGNET_ALLOCATOR", "system")
+#: ``'tensorflow'`` (default) or ``'system'``: see the module docstring.
+ALLOCATOR = os.environ.get("SEGNET_ALLOCATOR", "tensorflow")
+if ALLOCATOR not in ("tensorflow", "system"):
+    raise ValueError(f"$SEGNET_ALLOCATOR must be 'tensorflow' or 'system', got {ALLOCATOR!r}")
 # glibc's mallopt parameter number of the mmap threshold (malloc.h).
 _M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD_BYTES = 1 << 20
