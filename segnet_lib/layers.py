@@ -181,6 +181,11 @@ def weight_decay_regularizer(config):
 def conv(net, spec, features, is_training, config):
     """Convolution (+ bias) (+ batch norm) (+ ReLU) in variable scope ``spec.name``.
 
+    When ``net`` is the ReLU of a batch norm with batch statistics (the
+    previous layer in training), the backward pass recomputes that batch norm
+    and ReLU instead of keeping their output (see :func:`_conv_recomputing_bn_relu`;
+    ``$SEGNET_RECOMPUTE_BN=0`` turns this off).
+
     Args:
         net: float32 ``[batch, height, width, in]``, ``in`` known.
         spec: the :class:`LayerSpec` (kernel, bias, batch norm, ReLU).
