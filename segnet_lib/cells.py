@@ -77,6 +77,7 @@ DEFAULT_NUM_IMAGES = 150
 CELLS_VERSION = 2
 
 _SUPERSAMPLE = 3  # cells are drawn 3x larger and box-filtered: soft outlines
+_EIGHT_NEIGHBOURS = np.ones((3, 3), bool)  # connectivity of a cell: edges and corners
 # Plates (the part of sample_id before the first '_') seen in public solutions'
 # code for each cell type; the stand-in draws its sample ids from these.
 _PLATES = {"shsy5y": ("shsy5y[diff]",),
@@ -232,7 +233,7 @@ def _one_piece(inside: np.ndarray) -> np.ndarray:
     annotations are one piece per cell, so the dashes are left out of the mask
     (the image still shows them faintly, as annotators also miss faint ends).
     """
-    pieces, n = ndimage.label(inside, structure=np.ones((3, 3), bool))
+    pieces, n = ndimage.label(inside, structure=_EIGHT_NEIGHBOURS)
     if n <= 1:
         return inside
     sizes = np.bincount(pieces.ravel())[1:]
@@ -515,9 +516,6 @@ def iter_semantic_maps(csv_path, overlap: str = "last", ids: Sequence[str] | Non
     """
     return rle_csv.iter_label_maps(csv_path, RLE_ORDER, kind="semantic", overlap=overlap, ids=ids,
                                    class_column=CLASS_COLUMN, classes=CLASS_NAMES)
-
-
-_EIGHT_NEIGHBOURS = np.ones((3, 3), bool)
 
 
 def instance_map(label_map, min_area: int = 1,

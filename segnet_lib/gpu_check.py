@@ -20,7 +20,6 @@ memory (which includes TensorFlow itself, about 0.6 GB).
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ import numpy as np
 from segnet_lib._setup import set_seed
 from segnet_lib._tf import GPUS, tf, tf2
 from segnet_lib.config import TrainConfig
+from segnet_lib.memory import peak_rss_bytes
 from segnet_lib.runtime import check_precision, cpu_bfloat16_flags, session_config
 from segnet_lib.step import training_step
 
@@ -69,8 +69,7 @@ def checks(smoke: bool = False) -> list:
 def _peak_memory_mb() -> float:
     if GPUS:
         return tf2.config.experimental.get_memory_info("GPU:0")["peak"] / 2 ** 20
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 20
+    return peak_rss_bytes() / 2 ** 20
 
 
 def measure(check: Check) -> dict:

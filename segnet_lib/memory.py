@@ -51,7 +51,7 @@ from segnet_lib._tf import tf
 from segnet_lib.losses import segmentation_loss
 from segnet_lib.runtime import session_config
 
-__all__ = ["MODES", "MEMORY_COLUMNS", "measure_memory", "memory_table", "run_measurement",
+__all__ = ["MODES", "MEMORY_COLUMNS", "peak_rss_bytes", "measure_memory", "memory_table", "run_measurement",
            "config_to_dict", "config_from_dict", "main"]
 
 MODES = ("inference", "train")
@@ -80,7 +80,7 @@ def config_from_dict(values: Mapping):
     return kind(**values["fields"])
 
 
-def _peak_rss_bytes() -> int:
+def peak_rss_bytes() -> int:
     """This address space's peak resident memory (Linux: VmHWM); else ru_maxrss."""
     try:
         with open("/proc/self/status") as f:
@@ -101,7 +101,7 @@ def _current_rss_bytes() -> int:
             resident_pages = int(f.read().split()[1])
         return resident_pages * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
-        return _peak_rss_bytes()
+        return peak_rss_bytes()
 
 
 def _check(mode, batch_size, image_size, num_classes, steps):
@@ -167,7 +167,7 @@ def run_measurement(spec: Mapping) -> dict:
             began = time.perf_counter()
             sess.run(fetch, feed)
             times.append(time.perf_counter() - began)
-        peak = _peak_rss_bytes()
+        peak = peak_rss_bytes()
     return {"params": params, "base_rss_bytes": base, "peak_rss_bytes": peak,
             "run_bytes": max(0, peak - base),
             "step_seconds": float(np.median(times[1:] if len(times) > 1 else times))}

@@ -67,6 +67,11 @@ def cpu_bfloat16_flags(cpuinfo: str = "/proc/cpuinfo") -> tuple:
     return tuple(flag for flag in BFLOAT16_CPU_FLAGS if flag in flags)
 
 
+def _require_known(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}")
+
+
 def check_precision(precision: str) -> None:
     """Refuses a precision this machine cannot compute in (ValueError naming why).
 
@@ -74,8 +79,7 @@ def check_precision(precision: str) -> None:
     float16 rounding on the CPU, slowly: for checking numerics only);
     ``'mixed_bfloat16'`` needs a CPU with AVX512_BF16 or AMX-BF16.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}")
+    _require_known(precision)
     if precision == "mixed_bfloat16" and not cpu_bfloat16_flags():
         raise ValueError(
             "precision 'mixed_bfloat16' needs a CPU with AVX512_BF16 or AMX-BF16 (Intel Cooper "
@@ -93,8 +97,7 @@ def session_config(precision: str = "float32", xla: bool = False) -> "tf.ConfigP
             CPU; ops XLA cannot compile, such as the argmax pooling, stay
             TensorFlow kernels).
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}")
+    _require_known(precision)
     cores = cpu_count()
     config = tf.ConfigProto(intra_op_parallelism_threads=cores,
                             inter_op_parallelism_threads=cores, allow_soft_placement=True)
