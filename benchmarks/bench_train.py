@@ -89,7 +89,7 @@ def run_tf(batch, size, steps):
         cpu = time.process_time() - cpu
     return {"params": params, "times": times, "cpu_seconds": cpu, "rss_import_mb": rss_import, "rss_peak_mb": _rss_mb(),
             "version": tf.__version__ if hasattr(tf, "__version__") else "", "allocator": ALLOCATOR,
-            "recompute": layers.recompute_enabled()}
+            "recompute": layers.lean_backward()}
 
 
 def _torch_segnet(torch):
@@ -186,7 +186,7 @@ def run_torch(batch, size, steps):
 # Child processes: (framework, environment). "tf-before" keeps batch norm's and
 # ReLU's outputs for the backward pass, as the library did before issue 18;
 # "tf-system" uses the system allocator instead of TensorFlow's pool.
-CHILDREN = {"tf": ("tf", {}), "tf-before": ("tf", {"SEGNET_RECOMPUTE_BN": "0"}),
+CHILDREN = {"tf": ("tf", {}), "tf-before": ("tf", {"SEGNET_LEAN_BACKWARD": "0"}),
             "tf-system": ("tf", {"SEGNET_ALLOCATOR": "system"}),
             "torch": ("torch", {})}
 

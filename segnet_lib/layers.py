@@ -22,12 +22,13 @@ from typing import NamedTuple
 import numpy as np
 
 from segnet_lib._tf import tf
+from segnet_lib.unpool import max_unpool
 
 __all__ = [
     "LayerSpec", "WEIGHTS_NAME", "BIASES_NAME", "BATCH_NORM_SCOPE", "check_layer_options",
     "static_bool",
     "as_bool_tensor", "smart_cond", "batch_norm", "weight_decay_regularizer", "conv",
-    "transposed_conv", "dropout", "RECOMPUTE_ENV", "recompute_enabled",
+    "transposed_conv", "dropout", "LEAN_BACKWARD_ENV", "lean_backward",
 ]
 
 # Variable names, as module constants (tf-slim style).
@@ -35,9 +36,10 @@ WEIGHTS_NAME = "weights"
 BIASES_NAME = "biases"
 BATCH_NORM_SCOPE = "BatchNorm"
 
-#: Set to ``0`` to keep every batch-norm and ReLU output for the backward pass
-#: instead of recomputing them (see :func:`conv`); read when a graph is built.
-RECOMPUTE_ENV = "SEGNET_RECOMPUTE_BN"
+#: Set to ``0`` to build the plain backward pass, which keeps what TensorFlow's
+#: own gradients keep, instead of the leaner one (see :func:`lean_backward`);
+#: read when a graph is built.
+LEAN_BACKWARD_ENV = "SEGNET_LEAN_BACKWARD"
 
 
 class LayerSpec(NamedTuple):
@@ -182,9 +184,9 @@ def conv(net, spec, features, is_training, config):
     """Convolution (+ bias) (+ batch norm) (+ ReLU) in variable scope ``spec.name``.
 
     When ``net`` is the ReLU of a batch norm with batch statistics (the
-    previous layer in training), the backward pass recomputes that batch norm
-    and ReLU instead of keeping their output (see :func:`_conv_recomputing_bn_relu`;
-    ``$SEGNET_RECOMPUTE_BN=0`` turns this off).
+    previous layer in training), or that ReLU unpooled, the backward pass
+    recomputes it instead of keeping it (see :func:`_conv_recomputing_input`;
+    ``$SEGNET_LEAN_BACKWARD=0`` turns this off).
 
     Args:
         net: float32 ``[batch, height, width, in]``, ``in`` known.
@@ -205,11 +207,11 @@ def conv(net, spec, features, is_training, config):
             # The Caffe model's 'msra' filler: He et al. (2015) for ReLU networks.
             initializer=tf.variance_scaling_initializer(scale=2.0, mode="fan_in"),
             regularizer=weight_decay_regularizer(config))
-        source = _training_bn_relu(net) if recompute_enabled() else None
-        if source is None:
+        recipe = _recomputable(net) if lean_backward() else None
+        if recipe is None:
             net = tf.nn.conv2d(net, kernel, strides=[1, 1, 1, 1], padding="SAME")
         else:
-            net = _conv_recomputing_bn_relu(net, kernel, *source)
+            net = _conv_recomputing_input(net, kernel, recipe)
         if spec.bias:
             biases = tf.get_variable(BIASES_NAME, [features], initializer=tf.zeros_initializer())
             net = tf.nn.bias_add(net, biases)
@@ -220,46 +222,83 @@ def conv(net, spec, features, is_training, config):
     return net
 
 
-def recompute_enabled() -> bool:
-    """Whether :func:`conv` recomputes batch norm and ReLU in the backward pass (``$SEGNET_RECOMPUTE_BN``)."""
-    value = os.environ.get(RECOMPUTE_ENV, "1")
+def lean_backward() -> bool:
+    """Whether training graphs take the leaner backward pass (``$SEGNET_LEAN_BACKWARD``, default 1).
+
+    Three changes of what the backward pass keeps or when it computes it,
+    none of what it computes: :func:`conv` recomputes batch norm and ReLU
+    (and a SegNet decoder's unpooling after them) instead of keeping their
+    output; an encoder pool that reads a ReLU takes
+    its gradient from the pooled values (``segnet_lib.unpool.
+    max_pool_with_argmax(lean_gradient=True)``); and the training step adds
+    each kernel's weight-decay gradient only once its data gradient exists
+    (``segnet_lib.step``). ``0`` builds TensorFlow's plain gradients.
+    """
+    value = os.environ.get(LEAN_BACKWARD_ENV, "1")
     if value not in ("0", "1"):
-        raise ValueError(f"${RECOMPUTE_ENV} must be 0 or 1, got {value!r}")
+        raise ValueError(f"${LEAN_BACKWARD_ENV} must be 0 or 1, got {value!r}")
     return value == "1"
 
 
-def _training_bn_relu(net):
-    """``(c, gamma, beta, epsilon)`` if ``net`` is ``relu(batch_norm(c))`` with batch statistics, else None.
+class _Recomputable(NamedTuple):
+    """How a convolution's input can be made again from a batch norm's input."""
 
-    Only the op pattern that :func:`batch_norm` builds for a Python ``True``
-    ``is_training`` matches; under a bool tensor (a ``tf.cond``) nothing does.
-    """
-    if net.op.type != "Relu":
+    c: object          # the batch norm's input, kept for its own gradient anyway
+    gamma: object
+    beta: object
+    epsilon: float
+    argmax: object     # None, or the indices of an unpooling after the ReLU
+    shape: object      # None, or the unpooling's output shape (int tensor [4])
+
+
+def _bn_relu_source(h):
+    """``(c, gamma, beta, epsilon)`` if ``h`` is ``relu(batch_norm(c))`` with batch statistics, else None."""
+    if h.op.type != "Relu":
         return None
-    bn = net.op.inputs[0].op
+    bn = h.op.inputs[0].op
     if not bn.type.startswith("FusedBatchNorm") or not bn.get_attr("is_training"):
         return None
     return bn.inputs[0], bn.inputs[1], bn.inputs[2], bn.get_attr("epsilon")
 
 
-def _conv_recomputing_bn_relu(h, kernel, c, gamma, beta, epsilon):
-    """``conv2d(h, kernel)`` for ``h = relu(batch_norm(c))``, keeping only ``c`` for the backward pass.
+def _recomputable(net):
+    """How to make ``net`` again in the backward pass, or None.
+
+    Two patterns match: ``relu(batch_norm(c))`` (a convolution after a
+    convolution) and ``max_unpool(relu(batch_norm(c)), argmax)`` (a SegNet
+    decoder stage's first convolution: ``segnet_lib.unpool``'s fused
+    unpooling, whose first input is an ``Empty`` of the output shape). Only
+    the op pattern that :func:`batch_norm` builds for a Python ``True``
+    ``is_training`` matches; under a bool tensor (a ``tf.cond``) nothing does.
+    """
+    argmax = shape = None
+    if net.op.type == "MaxPoolGradWithArgmax" and net.op.inputs[0].op.type == "Empty":
+        argmax, shape = net.op.inputs[2], net.op.inputs[0].op.inputs[0]
+        net = net.op.inputs[1]
+    source = _bn_relu_source(net)
+    return None if source is None else _Recomputable(*source, argmax, shape)
+
+
+def _conv_recomputing_input(net, kernel, recipe):
+    """``conv2d(net, kernel)``, keeping for the backward pass only what ``net`` is made from.
 
     By default the backward pass of conv -> batch norm -> ReLU -> conv holds two
-    full-size tensors per layer: ``c`` (for batch norm's gradient) and ``h``
-    (for ReLU's gradient and the next kernel's). Here ``h`` is freed once the
-    forward convolution has read it; the gradient recomputes it from ``c``
-    (batch norm and ReLU cost a small fraction of a convolution) and returns
-    the gradients of ``c``, ``gamma``, ``beta`` and ``kernel`` through the
-    recomputed ops. The values are the same ops on the same inputs, so the
-    gradients equal the plain graph's (a test checks this). Anything else that
-    reads ``h`` still gets its gradient through the original ops, and the two
-    contributions add up at ``c``, as they should.
+    full-size tensors per layer: ``c`` (for batch norm's gradient) and ``h =
+    relu(batch_norm(c))`` (for ReLU's gradient and the next kernel's). Here
+    ``net`` (``h``, or ``h`` unpooled to four times its size in SegNet's
+    decoder) is freed once the forward convolution has read it; the gradient
+    makes it again from ``c`` (batch norm, ReLU and unpooling cost a small
+    fraction of a convolution) and returns the gradients of ``c``, ``gamma``,
+    ``beta`` and ``kernel`` through the recomputed ops. The values are the same
+    ops on the same inputs, so the gradients equal the plain graph's (a test
+    checks this). Anything else that reads ``net`` still gets its gradient
+    through the original ops, and the two contributions add up at ``c``, as
+    they should.
 
     Args:
-        h: float ``[batch, height, width, in]``, the ReLU's output.
+        net: float ``[batch, height, width, in]``.
         kernel: ``[k, k, in, out]``.
-        c, gamma, beta, epsilon: the batch norm's input, scale, offset and epsilon.
+        recipe: a :class:`_Recomputable` that makes ``net``.
 
     Returns:
         float ``[batch, height, width, out]``.
@@ -268,20 +307,23 @@ def _conv_recomputing_bn_relu(h, kernel, c, gamma, beta, epsilon):
         return tf.nn.conv2d(x, w, strides=[1, 1, 1, 1], padding="SAME")
 
     @tf.custom_gradient
-    def block(h, c, gamma, beta, kernel):
+    def block(net, c, gamma, beta, kernel):
         def gradient(grad_out):
             # The control dependency makes this a new computation at backward
             # time: without it, the graph optimiser would merge it with the
-            # forward batch norm, and h would be kept after all.
+            # forward batch norm, and net would be kept after all.
             with tf.control_dependencies([grad_out]):
                 c_again = tf.identity(c)
-            y, _, _ = tf.nn.fused_batch_norm(c_again, gamma, beta, epsilon=epsilon, is_training=True)
-            out = convolve(tf.nn.relu(y), kernel)
-            grads = tf.gradients(out, [c_again, gamma, beta, kernel], grad_out)
+            y, _, _ = tf.nn.fused_batch_norm(c_again, gamma, beta, epsilon=recipe.epsilon,
+                                             is_training=True)
+            again = tf.nn.relu(y)
+            if recipe.argmax is not None:
+                again = max_unpool(again, recipe.argmax, recipe.shape, checked=False)
+            grads = tf.gradients(convolve(again, kernel), [c_again, gamma, beta, kernel], grad_out)
             return [None, *grads]
-        return convolve(h, kernel), gradient
+        return convolve(net, kernel), gradient
 
-    return block(h, c, gamma, beta, kernel)
+    return block(net, recipe.c, recipe.gamma, recipe.beta, kernel)
 
 
 def transposed_conv(net, features, output_shape, kernel_size, config, initializer=None,

@@ -68,7 +68,7 @@ import pandas as pd
 
 from segnet_lib._tf import tf
 from segnet_lib.layers import (LayerSpec, as_bool_tensor, check_layer_options, conv, dropout,
-                               static_bool, transposed_conv)
+                               lean_backward, static_bool, transposed_conv)
 # Re-exported: the builder's pooling and unpooling, defined with their gradient
 # in segnet_lib.unpool.
 from segnet_lib.unpool import UNPOOL_METHODS, max_pool, max_pool_with_argmax, max_unpool
@@ -516,6 +516,8 @@ def build(images, num_classes, is_training, config, scope=None, reuse=None, mc_d
         if static_bool(is_training) is None:
             is_training = as_bool_tensor(is_training, "is_training")
         dropout_on = _dropout_switch(is_training, mc_dropout)
+        # Only a training graph has a backward pass to make lean.
+        lean_gradients = static_bool(is_training) is True and lean_backward()
 
         records = []
         for stage, layers in enumerate(arch.encoder, start=1):
@@ -524,7 +526,8 @@ def build(images, num_classes, is_training, config, scope=None, reuse=None, mc_d
                 end_points[spec.name] = net
             pre_pool = net
             if decoder.indices:
-                net, argmax = max_pool_with_argmax(net, name=f"pool{stage}")
+                net, argmax = max_pool_with_argmax(net, name=f"pool{stage}",
+                                                   lean_gradient=lean_gradients)
             else:
                 net, argmax = max_pool(net, name=f"pool{stage}"), None
             end_points[f"pool{stage}"] = net

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple, Optional
 
 from segnet_lib import model
 from segnet_lib._tf import tf
+from segnet_lib.layers import lean_backward
 from segnet_lib.losses import learning_rate_schedule, make_optimizer, pixel_accuracy, segmentation_loss
 from segnet_lib.voc import IGNORE_LABEL
 
@@ -74,13 +75,53 @@ def training_step(config, images, labels, num_classes: int, class_weights=None,
     accuracy = pixel_accuracy(logits, labels, IGNORE_LABEL)
     learning_rate = learning_rate_schedule(config, global_step)
     optimizer = make_optimizer(config, learning_rate)
-    objective = loss if replicas == 1 else tf.divide(loss, float(replicas),
-                                                     name="replica_objective")
+    grads_and_vars = _gradients(optimizer, data_loss, reg_loss, replicas)
     # Batch-norm moving averages are updated with every step.
     with tf.control_dependencies(tf.get_collection(tf.GraphKeys.UPDATE_OPS)[updates_before:]):
-        train_op = optimizer.minimize(objective, global_step=global_step)
+        train_op = optimizer.apply_gradients(grads_and_vars, global_step=global_step)
     return TrainingStep(logits, data_loss, reg_loss, loss, accuracy, learning_rate, global_step,
                         train_op)
+
+
+def _gradients(optimizer, data_loss, reg_loss, replicas):
+    """The gradients of ``(data_loss + reg_loss) / replicas``, each weight-decay term's computed late.
+
+    The gradient of ``weight_decay * sum(w ** 2) / 2`` is ``weight_decay * w``:
+    it needs nothing from the backward pass, so TensorFlow computes every
+    kernel's at the start of backpropagation and holds it until the kernel's
+    data gradient arrives, the encoder's last; on the full SegNet that is a
+    copy of every kernel (112 MB) alive at the step's peak. With
+    :func:`~segnet_lib.layers.lean_backward` (the default) the data loss is
+    differentiated first and each kernel's decay gradient is computed only once
+    that kernel's data gradient exists, then added to it: the same sum,
+    computed later. The optimiser's own ``compute_gradients`` differentiates
+    the data loss, so a loss-scaling optimiser still scales it.
+
+    Args:
+        optimizer: a ``tf.train.Optimizer``.
+        data_loss: scalar, the (weighted) cross-entropy.
+        reg_loss: scalar, the sum of the weight-decay terms.
+        replicas: both are divided by this (see :func:`training_step`).
+
+    Returns:
+        ``[(gradient, variable)]`` for every trainable variable, as
+        ``compute_gradients`` gives them.
+    """
+    data_objective, decay = data_loss, reg_loss
+    if replicas != 1:
+        data_objective = tf.divide(data_loss, float(replicas), name="replica_data_objective")
+        decay = tf.divide(reg_loss, float(replicas), name="replica_decay")
+    if not lean_backward():
+        return optimizer.compute_gradients(tf.add(data_objective, decay, name="objective"))
+    out = []
+    for grad, var in optimizer.compute_gradients(data_objective):
+        if grad is not None:
+            with tf.control_dependencies([grad]):
+                decay_grad = tf.gradients(decay, [var])[0]
+            if decay_grad is not None:
+                grad = tf.add(grad, decay_grad)
+        out.append((grad, var))
+    return out
 
 
 def replicated_training_step(strategy, config, dataset, num_classes: int, class_weights=None):

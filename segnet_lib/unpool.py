@@ -31,7 +31,7 @@ _POOL_STRIDES = (1, 2, 2, 1)
 _POOL_PADDING = "SAME"
 
 
-def max_pool_with_argmax(x, name=None):
+def max_pool_with_argmax(x, name=None, lean_gradient=False):
     """2x2, stride-2 max pooling that also returns where each maximum was.
 
     'SAME' padding: an odd size ``n`` pools to ``ceil(n / 2)``.
@@ -39,6 +39,10 @@ def max_pool_with_argmax(x, name=None):
     Args:
         x: float tensor ``[batch, height, width, channels]``.
         name: optional op name.
+        lean_gradient: when ``x`` is the output of a ReLU, compute the
+            gradient of ReLU and pool together from the pooled values and the
+            indices, so that the backward pass does not keep ``x`` (see
+            :func:`_pool_of_relu`). The same values as the plain gradient.
 
     Returns:
         ``(pooled, argmax)``: ``pooled`` is ``[batch, ceil(height/2), ceil(width/2),
@@ -46,9 +50,55 @@ def max_pool_with_argmax(x, name=None):
         ``(y * width + x) * channels + c`` of each maximum in ``x`` (the batch is
         not part of the index). Ties: TensorFlow picks one of the equal values.
     """
+    if lean_gradient and x.op.type == "Relu":
+        return _pool_of_relu(x.op.inputs[0], x, name)
+    return _pool_with_argmax(x, name)
+
+
+def _pool_with_argmax(x, name):
     return tf.nn.max_pool_with_argmax(
         x, ksize=_POOL_KSIZE, strides=_POOL_STRIDES, padding=_POOL_PADDING,
         Targmax=tf.int64, include_batch_in_index=False, name=name)
+
+
+def _pool_of_relu(y, h, name):
+    """``max_pool_with_argmax(h)`` for ``h = relu(y)``, with a gradient that does not keep ``h``.
+
+    TensorFlow's gradients of the two ops keep ``h`` (the ReLU's gradient
+    reads its output; the pool's reads its input's shape) until the backward
+    pass reaches them: the largest map of each encoder stage. Together they
+    need less: the pool sends each pooled gradient to the position its index
+    names, where ``h`` is the pooled value itself, and the ReLU passes it on
+    where that value is positive. So the gradient with respect to ``y`` is
+    the pooled gradient, masked by ``pooled > 0``, unpooled at the indices:
+    the pooled map and the indices are kept anyway (the next layer's input,
+    the decoder's indices).
+
+    Args:
+        y: the ReLU's input, float ``[batch, height, width, channels]``.
+        h: ``relu(y)``.
+        name: optional op name of the pool.
+
+    Returns:
+        ``(pooled, argmax)`` as :func:`max_pool_with_argmax` returns them.
+    """
+    @tf.custom_gradient
+    def relu_then_pool(y, h):
+        pooled, argmax = _pool_with_argmax(h, name)
+        shape = tf.shape(h, out_type=tf.int64)
+
+        def gradient(grad_pooled, grad_argmax):
+            del grad_argmax  # integer indices carry no gradient
+            # Under the control dependency, the mask and the unpooling's
+            # buffer are made when the gradient arrives, not as soon as their
+            # inputs exist (the start of the backward pass), where they would
+            # wait, full size, until it does.
+            with tf.control_dependencies([grad_pooled]):
+                masked = grad_pooled * tf.cast(pooled > 0, grad_pooled.dtype)
+                return [_unpool_fused(masked, argmax, shape), None]
+        return (pooled, argmax), gradient
+
+    return relu_then_pool(y, h)
 
 
 def max_pool(x, name=None):
@@ -103,12 +153,20 @@ except KeyError:  # module re-imported (e.g. importlib.reload in a notebook)
 def _unpool_fused(pooled, argmax, output_shape):
     # MaxPoolGradWithArgmax routes each incoming value to the position its
     # argmax names, which is exactly unpooling, in one fused kernel on CPU and
-    # GPU. Its first input only provides the output shape: zeros of that shape,
-    # made from the shape vector so the encoder's feature map need not be kept.
-    zeros = tf.zeros(output_shape, dtype=pooled.dtype)
+    # GPU. Its first input only provides the output shape (the kernel zeroes
+    # its output itself): an uninitialised tensor of that shape, made from the
+    # shape vector so the encoder's feature map need not be kept. Not
+    # tf.zeros: with a static shape the graph optimiser folds zeros into a
+    # constant, which the session then keeps for good (93 MB for SegNet's five
+    # unpoolings at batch 4, 224x224); an Empty tensor lives only until the
+    # kernel reuses its buffer for the output.
+    # Made once pooled exists, for the same reason as the gradient's mask.
+    with tf.control_dependencies([pooled]):
+        shape = tf.raw_ops.Empty(shape=tf.cast(output_shape, tf.int32), dtype=pooled.dtype,
+                                 init=False)
     with tf.get_default_graph().gradient_override_map({"MaxPoolGradWithArgmax": _UNPOOL_GRADIENT}):
         return tf.raw_ops.MaxPoolGradWithArgmax(
-            input=zeros, grad=pooled, argmax=argmax, ksize=list(_POOL_KSIZE),
+            input=shape, grad=pooled, argmax=argmax, ksize=list(_POOL_KSIZE),
             strides=list(_POOL_STRIDES), padding=_POOL_PADDING, include_batch_in_index=False)
 
 

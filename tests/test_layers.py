@@ -132,7 +132,11 @@ def _segnet_gradients(rng_seed=0):
             labels=labels, logits=logits))
         variables = tf.trainable_variables()
         grads = tf.gradients(loss, variables)
-        recomputed = sum(op.type == "FusedBatchNormV3" for op in tf.get_default_graph().get_operations())
+        ops = tf.get_default_graph().get_operations()
+        # Batch norms, and unpoolings made again in the backward pass.
+        recomputed = (sum(op.type == "FusedBatchNormV3" for op in ops),
+                      sum(op.type == "MaxPoolGradWithArgmax" and op.name.startswith("gradients")
+                          for op in ops))
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
             for v in variables:  # the same weights whatever the graph's op count
@@ -142,22 +146,26 @@ def _segnet_gradients(rng_seed=0):
     return values, [v.op.name for v in variables], recomputed
 
 
-def test_recomputing_batch_norm_and_relu_gives_the_same_gradients(monkeypatch):
-    monkeypatch.setenv(layers.RECOMPUTE_ENV, "0")
+def test_lean_backward_gives_the_same_gradients(monkeypatch):
+    monkeypatch.setenv(layers.LEAN_BACKWARD_ENV, "0")
     kept, names, plain_bn_ops = _segnet_gradients()
-    monkeypatch.setenv(layers.RECOMPUTE_ENV, "1")
+    monkeypatch.setenv(layers.LEAN_BACKWARD_ENV, "1")
     recomputed, same_names, bn_ops = _segnet_gradients()
     assert names == same_names
     # The backward pass holds extra batch-norm ops only when recomputing: one
-    # per convolution that reads a batch norm + ReLU output.
-    assert bn_ops > plain_bn_ops
+    # per convolution that reads a batch norm + ReLU output; and it unpools
+    # again for the first convolution of each decoder stage but the deepest
+    # (which unpools the encoder's pooled map, not a batch norm + ReLU).
+    # Either graph unpools once per encoder pool for the pool's gradient.
+    assert bn_ops[0] > plain_bn_ops[0]
+    assert bn_ops[1] == plain_bn_ops[1] + 1
     for name, a, b in zip(["loss", *names], kept, recomputed):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6 * (np.abs(a).max() + 1e-12),
                                    err_msg=name)
     assert any(np.abs(g).max() > 0 for g in kept[1:])
 
 
-def test_recompute_switch_rejects_other_values(monkeypatch):
-    monkeypatch.setenv(layers.RECOMPUTE_ENV, "yes")
-    with pytest.raises(ValueError, match="SEGNET_RECOMPUTE_BN must be 0 or 1"):
-        layers.recompute_enabled()
+def test_lean_backward_switch_rejects_other_values(monkeypatch):
+    monkeypatch.setenv(layers.LEAN_BACKWARD_ENV, "yes")
+    with pytest.raises(ValueError, match="SEGNET_LEAN_BACKWARD must be 0 or 1"):
+        layers.lean_backward()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import segnet_lib
-from segnet_lib import runtime, step
+from segnet_lib import layers, runtime, step
 from segnet_lib._tf import tf
 from segnet_lib.config import TrainConfig
 
@@ -111,10 +111,56 @@ def test_one_replica_of_two_minimises_half_its_loss_decay_included():
     with graph.as_default():
         train_step = step.training_step(config, tf.constant(images), tf.constant(labels),
                                         NUM_CLASSES, replicas=2)
-        objective = graph.get_tensor_by_name("replica_objective:0")
+        data_part = graph.get_tensor_by_name("replica_data_objective:0")
+        decay_part = graph.get_tensor_by_name("replica_decay:0")
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
-            data_loss, reg_loss, value = sess.run([train_step.data_loss, train_step.reg_loss,
-                                                   objective])
+            data_loss, reg_loss, data_value, decay_value = sess.run(
+                [train_step.data_loss, train_step.reg_loss, data_part, decay_part])
     assert reg_loss > 0
-    np.testing.assert_allclose(value, (data_loss + reg_loss) / 2, rtol=1e-6)
+    np.testing.assert_allclose([data_value, decay_value], [data_loss / 2, reg_loss / 2], rtol=1e-6)
+
+
+def _one_update(monkeypatch, lean):
+    """The variables after one SGD step with weight decay, and the step's graph."""
+    monkeypatch.setenv(layers.LEAN_BACKWARD_ENV, "1" if lean else "0")
+    images, labels = _data()
+    config = TrainConfig(width_multiplier=0.125, optimizer="sgd", learning_rate=1e-2,
+                         batch_size=2, weight_decay=1e-2)
+    graph = tf.Graph()
+    with graph.as_default():
+        segnet_lib.set_seed(0)
+        train_step = step.training_step(config, tf.constant(images), tf.constant(labels),
+                                        NUM_CLASSES)
+        variables = tf.trainable_variables()
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            sess.run(train_step.train_op)
+            return dict(zip([v.op.name for v in variables], sess.run(variables))), graph
+
+
+def _decay_gradients_after_data_gradients(graph):
+    """For each weight-decay gradient op: does it wait (through inputs or control inputs) for a kernel's data gradient?"""
+    def waits(op, seen):
+        for parent in [t.op for t in op.inputs] + list(op.control_inputs):
+            if parent.name in seen:
+                continue
+            seen.add(parent.name)
+            if parent.type == "Conv2DBackpropFilter" or waits(parent, seen):
+                return True
+        return False
+    decay_ops = [op for op in graph.get_operations() if op.type == "Mul"
+                 and op.name.startswith("gradients") and "/Regularizer/L2Loss" in op.name]
+    assert decay_ops
+    return [waits(op, set()) for op in decay_ops]
+
+
+def test_lean_backward_takes_the_same_step_with_decay_gradients_made_late(monkeypatch):
+    plain, plain_graph = _one_update(monkeypatch, lean=False)
+    lean, lean_graph = _one_update(monkeypatch, lean=True)
+    assert plain.keys() == lean.keys()
+    for name, value in plain.items():
+        np.testing.assert_allclose(lean[name], value, rtol=1e-5, atol=1e-7, err_msg=name)
+    # Plain: computed as soon as the backward pass starts; lean: only after a data gradient.
+    assert not any(_decay_gradients_after_data_gradients(plain_graph))
+    assert all(_decay_gradients_after_data_gradients(lean_graph))

@@ -249,3 +249,26 @@ def test_bad_indices_raise_a_clean_exception_in_a_fresh_process():
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     assert "caught:" in done.stdout and "max_unpool: argmax holds indices from" in done.stdout
+
+
+def test_lean_pool_gradient_equals_the_plain_one_without_reading_the_relu(rng):
+    """pool(relu(y)) with lean_gradient: the same gradient, and no gradient op reads relu(y)."""
+    y_value = rng.normal(0, 1, (2, 6, 7, 3)).astype(np.float32)
+    y_value[0, :2, :2] = -1.0      # a window with nothing positive: pooled 0, no gradient
+    y_value[1, 2:4, 2:4, 0] = 0.5  # a window of ties
+    weights = rng.normal(0, 1, (2, 3, 4, 3)).astype(np.float32)
+    results = {}
+    for lean in (False, True):
+        graph = tf.Graph()
+        with graph.as_default():
+            y = tf.constant(y_value)
+            h = tf.nn.relu(y)
+            pooled, argmax = unpool.max_pool_with_argmax(h, lean_gradient=lean)
+            grad = tf.gradients(tf.reduce_sum(pooled * weights), y)[0]
+            readers = [op.name for op in h.consumers() if op.name.startswith("gradients")]
+            with tf.Session() as sess:
+                results[lean] = sess.run([pooled, argmax, grad]) + [readers]
+    for plain, lean in zip(results[False][:3], results[True][:3]):
+        np.testing.assert_array_equal(lean, plain)
+    assert np.count_nonzero(results[True][2]) > 0
+    assert results[False][3] and not results[True][3]
