@@ -186,7 +186,7 @@ def run_torch(batch, size, steps):
 # Child processes: (framework, environment). "tf-before" keeps batch norm's and
 # ReLU's outputs for the backward pass, as the library did before issue 18;
 # "tf-system" uses the system allocator instead of TensorFlow's pool.
-CHILDREN = {"tf": ("tf", {}), "tf-before": ("tf", {"SEGNET_LEAN_BACKWARD": "0"}),
+CHILDREN = {"tf": ("tf", {}), "tf-before": ("tf", {"SEGNET_LEAN_MEMORY": "0"}),
             "tf-system": ("tf", {"SEGNET_ALLOCATOR": "system"}),
             "torch": ("torch", {})}
 

@@ -50,6 +50,43 @@ def _use_system_allocator() -> None:
 if ALLOCATOR == "system":
     _use_system_allocator()
 
+#: Set to ``0`` (before graphs are built) to build them as plain TensorFlow
+#: would, without the memory savings of :func:`lean_memory`.
+LEAN_MEMORY_ENV = "SEGNET_LEAN_MEMORY"
+
+
+def lean_memory() -> bool:
+    """Whether graphs are built to train in less memory (``$SEGNET_LEAN_MEMORY``, default 1).
+
+    Five changes of what a training step keeps, or when it makes it, none of
+    what it computes (tests check that the gradients and updates are the
+    plain graph's), measured in ``benchmarks/bench_train.py``:
+
+    * ``segnet_lib.layers.conv`` recomputes batch norm and ReLU (and a SegNet
+      decoder's unpooling after them) in the backward pass instead of
+      keeping their output;
+    * an encoder pool that reads a ReLU takes the gradient of both from the
+      pooled values and the indices (``segnet_lib.unpool``);
+    * the training step adds each kernel's weight-decay gradient once its
+      data gradient exists, not at the start of the backward pass
+      (``segnet_lib.step``);
+    * the fused unpooling writes into an uninitialised buffer instead of
+      zeros that the graph optimiser folds into constants kept by the
+      session (``segnet_lib.unpool``);
+    * the optimiser's slots start as zeros made at run time, not as folded
+      constants that the session keeps beside them (``segnet_lib.losses``).
+
+    ``0`` builds TensorFlow's plain gradients, ``tf.zeros`` and the stock
+    optimisers: the library before issue 18, for comparison.
+
+    Raises:
+        ValueError: for a value other than 0 or 1.
+    """
+    value = os.environ.get(LEAN_MEMORY_ENV, "1")
+    if value not in ("0", "1"):
+        raise ValueError(f"${LEAN_MEMORY_ENV} must be 0 or 1, got {value!r}")
+    return value == "1"
+
 
 @contextlib.contextmanager
 def _stderr_fd_silenced():
@@ -78,4 +115,4 @@ with _stderr_fd_silenced():
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 
-__all__ = ["tf", "tf2", "GPUS", "ALLOCATOR"]
+__all__ = ["tf", "tf2", "GPUS", "ALLOCATOR", "LEAN_MEMORY_ENV", "lean_memory"]

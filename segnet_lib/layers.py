@@ -21,14 +21,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from segnet_lib._tf import tf
+from segnet_lib._tf import lean_memory, tf
 from segnet_lib.unpool import max_unpool
 
 __all__ = [
     "LayerSpec", "WEIGHTS_NAME", "BIASES_NAME", "BATCH_NORM_SCOPE", "check_layer_options",
     "static_bool",
     "as_bool_tensor", "smart_cond", "batch_norm", "weight_decay_regularizer", "conv",
-    "transposed_conv", "dropout", "LEAN_BACKWARD_ENV", "lean_backward",
+    "transposed_conv", "dropout",
 ]
 
 # Variable names, as module constants (tf-slim style).
@@ -36,10 +36,6 @@ WEIGHTS_NAME = "weights"
 BIASES_NAME = "biases"
 BATCH_NORM_SCOPE = "BatchNorm"
 
-#: Set to ``0`` to build the plain backward pass, which keeps what TensorFlow's
-#: own gradients keep, instead of the leaner one (see :func:`lean_backward`);
-#: read when a graph is built.
-LEAN_BACKWARD_ENV = "SEGNET_LEAN_BACKWARD"
 
 
 class LayerSpec(NamedTuple):
@@ -186,7 +182,7 @@ def conv(net, spec, features, is_training, config):
     When ``net`` is the ReLU of a batch norm with batch statistics (the
     previous layer in training), or that ReLU unpooled, the backward pass
     recomputes it instead of keeping it (see :func:`_conv_recomputing_input`;
-    ``$SEGNET_LEAN_BACKWARD=0`` turns this off).
+    ``$SEGNET_LEAN_MEMORY=0`` turns this off).
 
     Args:
         net: float32 ``[batch, height, width, in]``, ``in`` known.
@@ -207,7 +203,7 @@ def conv(net, spec, features, is_training, config):
             # The Caffe model's 'msra' filler: He et al. (2015) for ReLU networks.
             initializer=tf.variance_scaling_initializer(scale=2.0, mode="fan_in"),
             regularizer=weight_decay_regularizer(config))
-        recipe = _recomputable(net) if lean_backward() else None
+        recipe = _recomputable(net) if lean_memory() else None
         if recipe is None:
             net = tf.nn.conv2d(net, kernel, strides=[1, 1, 1, 1], padding="SAME")
         else:
@@ -220,24 +216,6 @@ def conv(net, spec, features, is_training, config):
         if spec.relu:
             net = tf.nn.relu(net)
     return net
-
-
-def lean_backward() -> bool:
-    """Whether training graphs take the leaner backward pass (``$SEGNET_LEAN_BACKWARD``, default 1).
-
-    Three changes of what the backward pass keeps or when it computes it,
-    none of what it computes: :func:`conv` recomputes batch norm and ReLU
-    (and a SegNet decoder's unpooling after them) instead of keeping their
-    output; an encoder pool that reads a ReLU takes
-    its gradient from the pooled values (``segnet_lib.unpool.
-    max_pool_with_argmax(lean_gradient=True)``); and the training step adds
-    each kernel's weight-decay gradient only once its data gradient exists
-    (``segnet_lib.step``). ``0`` builds TensorFlow's plain gradients.
-    """
-    value = os.environ.get(LEAN_BACKWARD_ENV, "1")
-    if value not in ("0", "1"):
-        raise ValueError(f"${LEAN_BACKWARD_ENV} must be 0 or 1, got {value!r}")
-    return value == "1"
 
 
 class _Recomputable(NamedTuple):

@@ -6,7 +6,7 @@ against :func:`segmentation_loss`).
 """
 from __future__ import annotations
 
-from segnet_lib._tf import tf
+from segnet_lib._tf import lean_memory, tf
 
 __all__ = ["segmentation_loss", "pixel_accuracy", "learning_rate_schedule", "make_optimizer"]
 
@@ -135,12 +135,14 @@ def make_optimizer(config, learning_rate):
 
     Returns:
         A ``tf.train.Optimizer``: TensorFlow's, with the one change of
-        :class:`_ZerosAtRunTime`.
+        :class:`_ZerosAtRunTime` unless ``$SEGNET_LEAN_MEMORY=0``.
     """
+    lean = lean_memory()
     if config.optimizer == "sgd":
-        optimizer = _MomentumOptimizer(learning_rate, config.momentum)
+        optimizer = (_MomentumOptimizer if lean else tf.train.MomentumOptimizer)(
+            learning_rate, config.momentum)
     else:
-        optimizer = _AdamOptimizer(learning_rate)
+        optimizer = (_AdamOptimizer if lean else tf.train.AdamOptimizer)(learning_rate)
     if config.precision == "mixed_float16":
         optimizer = tf.train.experimental.MixedPrecisionLossScaleOptimizer(optimizer, "dynamic")
     return optimizer

@@ -66,9 +66,9 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from segnet_lib._tf import tf
+from segnet_lib._tf import lean_memory, tf
 from segnet_lib.layers import (LayerSpec, as_bool_tensor, check_layer_options, conv, dropout,
-                               lean_backward, static_bool, transposed_conv)
+                               static_bool, transposed_conv)
 # Re-exported: the builder's pooling and unpooling, defined with their gradient
 # in segnet_lib.unpool.
 from segnet_lib.unpool import UNPOOL_METHODS, max_pool, max_pool_with_argmax, max_unpool
@@ -517,7 +517,7 @@ def build(images, num_classes, is_training, config, scope=None, reuse=None, mc_d
             is_training = as_bool_tensor(is_training, "is_training")
         dropout_on = _dropout_switch(is_training, mc_dropout)
         # Only a training graph has a backward pass to make lean.
-        lean_gradients = static_bool(is_training) is True and lean_backward()
+        lean_gradients = static_bool(is_training) is True and lean_memory()
 
         records = []
         for stage, layers in enumerate(arch.encoder, start=1):

@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Optional
 
 from segnet_lib import model
-from segnet_lib._tf import tf
-from segnet_lib.layers import lean_backward
+from segnet_lib._tf import lean_memory, tf
 from segnet_lib.losses import learning_rate_schedule, make_optimizer, pixel_accuracy, segmentation_loss
 from segnet_lib.voc import IGNORE_LABEL
 
@@ -91,7 +90,7 @@ def _gradients(optimizer, data_loss, reg_loss, replicas):
     kernel's at the start of backpropagation and holds it until the kernel's
     data gradient arrives, the encoder's last; on the full SegNet that is a
     copy of every kernel (112 MB) alive at the step's peak. With
-    :func:`~segnet_lib.layers.lean_backward` (the default) the data loss is
+    ``segnet_lib._tf.lean_memory()`` (the default) the data loss is
     differentiated first and each kernel's decay gradient is computed only once
     that kernel's data gradient exists, then added to it: the same sum,
     computed later. The optimiser's own ``compute_gradients`` differentiates
@@ -111,7 +110,7 @@ def _gradients(optimizer, data_loss, reg_loss, replicas):
     if replicas != 1:
         data_objective = tf.divide(data_loss, float(replicas), name="replica_data_objective")
         decay = tf.divide(reg_loss, float(replicas), name="replica_decay")
-    if not lean_backward():
+    if not lean_memory():
         return optimizer.compute_gradients(tf.add(data_objective, decay, name="objective"))
     out = []
     for grad, var in optimizer.compute_gradients(data_objective):

@@ -18,7 +18,7 @@ do not read them (FCN, U-Net).
 """
 from __future__ import annotations
 
-from segnet_lib._tf import tf
+from segnet_lib._tf import lean_memory, tf
 
 __all__ = ["UNPOOL_METHODS", "max_pool", "max_pool_with_argmax", "max_unpool"]
 
@@ -160,10 +160,13 @@ def _unpool_fused(pooled, argmax, output_shape):
     # constant, which the session then keeps for good (93 MB for SegNet's five
     # unpoolings at batch 4, 224x224); an Empty tensor lives only until the
     # kernel reuses its buffer for the output.
-    # Made once pooled exists, for the same reason as the gradient's mask.
-    with tf.control_dependencies([pooled]):
-        shape = tf.raw_ops.Empty(shape=tf.cast(output_shape, tf.int32), dtype=pooled.dtype,
-                                 init=False)
+    if lean_memory():
+        # Made once pooled exists, for the same reason as the gradient's mask.
+        with tf.control_dependencies([pooled]):
+            shape = tf.raw_ops.Empty(shape=tf.cast(output_shape, tf.int32), dtype=pooled.dtype,
+                                     init=False)
+    else:
+        shape = tf.zeros(output_shape, dtype=pooled.dtype)
     with tf.get_default_graph().gradient_override_map({"MaxPoolGradWithArgmax": _UNPOOL_GRADIENT}):
         return tf.raw_ops.MaxPoolGradWithArgmax(
             input=shape, grad=pooled, argmax=argmax, ksize=list(_POOL_KSIZE),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from segnet_lib import layers, model, unet
-from segnet_lib._tf import tf
+from segnet_lib._tf import LEAN_MEMORY_ENV, tf
 
 CONFIG = model.SegNetConfig(weight_decay=1e-3)
 
@@ -147,9 +147,9 @@ def _segnet_gradients(rng_seed=0):
 
 
 def test_lean_backward_gives_the_same_gradients(monkeypatch):
-    monkeypatch.setenv(layers.LEAN_BACKWARD_ENV, "0")
+    monkeypatch.setenv(LEAN_MEMORY_ENV, "0")
     kept, names, plain_bn_ops = _segnet_gradients()
-    monkeypatch.setenv(layers.LEAN_BACKWARD_ENV, "1")
+    monkeypatch.setenv(LEAN_MEMORY_ENV, "1")
     recomputed, same_names, bn_ops = _segnet_gradients()
     assert names == same_names
     # The backward pass holds extra batch-norm ops only when recomputing: one
@@ -163,9 +163,3 @@ def test_lean_backward_gives_the_same_gradients(monkeypatch):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6 * (np.abs(a).max() + 1e-12),
                                    err_msg=name)
     assert any(np.abs(g).max() > 0 for g in kept[1:])
-
-
-def test_lean_backward_switch_rejects_other_values(monkeypatch):
-    monkeypatch.setenv(layers.LEAN_BACKWARD_ENV, "yes")
-    with pytest.raises(ValueError, match="SEGNET_LEAN_BACKWARD must be 0 or 1"):
-        layers.lean_backward()

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from segnet_lib import losses
-from segnet_lib._tf import tf
+from segnet_lib._tf import LEAN_MEMORY_ENV, tf
 
 
 def run_graph(fetch, feed=None):
@@ -90,3 +90,35 @@ def test_optimizers(tiny_config):
                           tf.train.MomentumOptimizer)
         assert isinstance(losses.make_optimizer(tiny_config(optimizer="adam"), 0.1),
                           tf.train.AdamOptimizer)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_slots_start_as_zeros_made_at_run_time_and_are_not_copied(tiny_config, optimizer,
+                                                                  monkeypatch):
+    """Lean: no slot is a folded constant that the first update copies; plain TensorFlow: each is."""
+    copied = {}
+    for lean in ("1", "0"):
+        monkeypatch.setenv(LEAN_MEMORY_ENV, lean)
+        with tf.Graph().as_default():
+            w = tf.get_variable("w", [64, 256], initializer=tf.random_normal_initializer(seed=0))
+            opt = losses.make_optimizer(tiny_config(optimizer=optimizer), 0.1)
+            train = opt.minimize(tf.reduce_sum(w * w))
+            slots = [opt.get_slot(w, name) for name in opt.get_slot_names()]
+            with tf.Session() as sess:
+                sess.run(tf.global_variables_initializer())
+                assert all(not sess.run(slot).any() for slot in slots)
+                metadata = tf.RunMetadata()
+                sess.run(train, options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE),
+                         run_metadata=metadata)
+                # Copy-on-write: an update allocates a new buffer for a slot
+                # whose buffer something else (a constant) still holds.
+                copied[lean] = sum(record.alloc_bytes
+                                   for device in metadata.step_stats.dev_stats
+                                   for node in device.node_stats if "Apply" in node.node_name
+                                   for memory in node.memory
+                                   for record in memory.allocation_records)
+                assert [s.op.name for s in slots] == [
+                    f"w/{'Momentum' if optimizer == 'sgd' else name}"
+                    for name in (["Momentum"] if optimizer == "sgd" else ["Adam", "Adam_1"])]
+    assert copied["1"] == 0
+    assert copied["0"] >= 64 * 256 * 4

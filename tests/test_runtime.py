@@ -1,8 +1,10 @@
 """segnet_lib.runtime: threads, session options, the device line, determinism."""
 import os
 
+import pytest
+
 from segnet_lib import runtime
-from segnet_lib._tf import GPUS
+from segnet_lib._tf import GPUS, LEAN_MEMORY_ENV, lean_memory
 
 
 def test_cpu_count_is_this_process_share():
@@ -29,3 +31,13 @@ def test_enable_determinism_is_a_no_op_without_a_gpu_or_when_off():
         assert on is False
     with runtime.enable_determinism(True) as on:
         assert on is bool(GPUS)
+
+
+def test_lean_memory_switch_reads_the_environment_and_rejects_other_values(monkeypatch):
+    monkeypatch.delenv(LEAN_MEMORY_ENV, raising=False)
+    assert lean_memory() is True
+    monkeypatch.setenv(LEAN_MEMORY_ENV, "0")
+    assert lean_memory() is False
+    monkeypatch.setenv(LEAN_MEMORY_ENV, "yes")
+    with pytest.raises(ValueError, match="SEGNET_LEAN_MEMORY must be 0 or 1"):
+        lean_memory()

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import segnet_lib
-from segnet_lib import layers, runtime, step
-from segnet_lib._tf import tf
+from segnet_lib import runtime, step
+from segnet_lib._tf import LEAN_MEMORY_ENV, tf
 from segnet_lib.config import TrainConfig
 
 NUM_CLASSES = 4
@@ -123,7 +123,7 @@ def test_one_replica_of_two_minimises_half_its_loss_decay_included():
 
 def _one_update(monkeypatch, lean):
     """The variables after one SGD step with weight decay, and the step's graph."""
-    monkeypatch.setenv(layers.LEAN_BACKWARD_ENV, "1" if lean else "0")
+    monkeypatch.setenv(LEAN_MEMORY_ENV, "1" if lean else "0")
     images, labels = _data()
     config = TrainConfig(width_multiplier=0.125, optimizer="sgd", learning_rate=1e-2,
                          batch_size=2, weight_decay=1e-2)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from segnet_lib import model, unpool
-from segnet_lib._tf import tf
+from segnet_lib._tf import LEAN_MEMORY_ENV, tf
 
 
 # --------------------------------------------------------------------------
@@ -272,3 +272,31 @@ def test_lean_pool_gradient_equals_the_plain_one_without_reading_the_relu(rng):
         np.testing.assert_array_equal(lean, plain)
     assert np.count_nonzero(results[True][2]) > 0
     assert results[False][3] and not results[True][3]
+
+
+def test_fused_unpool_keeps_no_constant_of_its_output_size(rng, monkeypatch):
+    """With a static shape, plain tf.zeros is folded into a constant the session keeps; lean is not."""
+    pooled_value = rng.normal(0, 1, (2, 8, 8, 16)).astype(np.float32)
+    persistent = {}
+    for lean in ("1", "0"):
+        monkeypatch.setenv(LEAN_MEMORY_ENV, lean)
+        with tf.Graph().as_default():
+            pooled = tf.placeholder(tf.float32, pooled_value.shape)
+            _, argmax = unpool.max_pool_with_argmax(tf.constant(np.repeat(np.repeat(
+                pooled_value, 2, axis=1), 2, axis=2)))
+            out = unpool.max_unpool(pooled, argmax, [2, 16, 16, 16], checked=False)
+            with tf.Session() as sess:
+                for _ in range(2):  # the second run reuses the buffers of the first
+                    metadata = tf.RunMetadata()
+                    value = sess.run(out, {pooled: pooled_value}, run_metadata=metadata,
+                                     options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE))
+                    # Every window holds its value at one position, zeros elsewhere.
+                    np.testing.assert_array_equal(value.reshape(2, 8, 2, 8, 2, 16).sum(axis=(2, 4)),
+                                                  pooled_value)
+                    assert np.count_nonzero(value) == np.count_nonzero(pooled_value)
+        persistent[lean] = sum(node.memory_stats.persistent_memory_size
+                               for device in metadata.step_stats.dev_stats
+                               for node in device.node_stats if "max_unpool" in node.node_name)
+    output_bytes = 2 * 16 * 16 * 16 * 4
+    assert persistent["1"] < 1024  # the shape vector's constants at most
+    assert persistent["0"] >= output_bytes
