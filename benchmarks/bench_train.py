@@ -11,11 +11,11 @@ and decay on the kernels only) runs the same step, if PyTorch is installed
 (it is not a dependency: ``pip install torch``; the benchmark says so and skips it
 otherwise).
 
-segnet_lib runs three times: with its defaults (batch norm and ReLU recomputed
-in the backward pass, see ``segnet_lib.layers.conv``; TensorFlow's pooling
-allocator), with the recomputation off (``SEGNET_RECOMPUTE_BN=0``: the library
-before issue 18), and with the system allocator (``SEGNET_ALLOCATOR=system``,
-see ``segnet_lib._tf``), so the table holds the memory before and after side by side.
+segnet_lib runs three times: with its defaults (the memory savings of
+``segnet_lib._tf.lean_memory``; TensorFlow's pooling allocator), with those
+savings off (``SEGNET_LEAN_MEMORY=0``: the library before issue 18), and with
+the system allocator (``SEGNET_ALLOCATOR=system``, see ``segnet_lib._tf``), so
+the table holds the memory before and after side by side.
 
 Each framework runs in its own child process, so that the peak resident
 memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) of one does not hide
@@ -63,8 +63,8 @@ def _data(batch, size):
 
 def run_tf(batch, size, steps):
     import segnet_lib
-    from segnet_lib import layers, model, recipes, runtime, train
-    from segnet_lib._tf import ALLOCATOR, tf
+    from segnet_lib import model, recipes, runtime, train
+    from segnet_lib._tf import ALLOCATOR, lean_memory, tf
 
     segnet_lib.setup(seed=0, verbose=False)
     rss_import = _rss_mb()
@@ -89,7 +89,7 @@ def run_tf(batch, size, steps):
         cpu = time.process_time() - cpu
     return {"params": params, "times": times, "cpu_seconds": cpu, "rss_import_mb": rss_import, "rss_peak_mb": _rss_mb(),
             "version": tf.__version__ if hasattr(tf, "__version__") else "", "allocator": ALLOCATOR,
-            "recompute": layers.lean_backward()}
+            "lean": lean_memory()}
 
 
 def _torch_segnet(torch):
@@ -183,8 +183,8 @@ def run_torch(batch, size, steps):
             "version": torch.__version__}
 
 
-# Child processes: (framework, environment). "tf-before" keeps batch norm's and
-# ReLU's outputs for the backward pass, as the library did before issue 18;
+# Child processes: (framework, environment). "tf-before" builds the graph
+# without the memory savings, as the library did before issue 18;
 # "tf-system" uses the system allocator instead of TensorFlow's pool.
 CHILDREN = {"tf": ("tf", {}), "tf-before": ("tf", {"SEGNET_LEAN_MEMORY": "0"}),
             "tf-system": ("tf", {"SEGNET_ALLOCATOR": "system"}),
@@ -230,7 +230,7 @@ def main():
         times = np.concatenate([r["times"] for r in runs])
         rows[framework] = {
             "name": (f"segnet_lib, {runs[0]['allocator']} alloc., "
-                     f"{'recompute' if runs[0]['recompute'] else 'keep'} BN")
+                     f"{'lean' if runs[0]['lean'] else 'plain (before)'}")
             if framework != "torch"
             else f"PyTorch {runs[0]['version']}",
             "params": runs[0]["params"], "median": args.batch / np.median(times),
@@ -243,7 +243,7 @@ def main():
         print(f"{row['name']:44s} {row['params']:11,d} {row['median']:13.2f} {row['best']:11.2f} "
               f"{row['cpu_per_image']:10.2f} {row['peak']:12.0f} {row['import']:13.0f}")
     print(f"TensorFlow {results['tf'][0]['version']}")
-    for name, what in (("tf-before", "keeping batch norm + ReLU (the library before issue 18)"),
+    for name, what in (("tf-before", "SEGNET_LEAN_MEMORY=0 (the library before issue 18)"),
                        ("tf-system", "the system allocator")):
         if name in rows:
             print(f"peak memory, defaults / with {what}: {rows['tf']['peak']:.0f} / "

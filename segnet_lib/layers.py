@@ -297,8 +297,16 @@ def _conv_recomputing_input(net, kernel, recipe):
             again = tf.nn.relu(y)
             if recipe.argmax is not None:
                 again = max_unpool(again, recipe.argmax, recipe.shape, checked=False)
-            grads = tf.gradients(convolve(again, kernel), [c_again, gamma, beta, kernel], grad_out)
-            return [None, *grads]
+            # The kernel's gradient first, then the input's: the remade input
+            # is freed before the input's gradient, of the same size, exists
+            # (TensorFlow's own gradient computes both at once).
+            kernel_grad = tf.nn.conv2d_backprop_filter(again, tf.shape(kernel), grad_out,
+                                                       strides=[1, 1, 1, 1], padding="SAME")
+            with tf.control_dependencies([kernel_grad]):
+                input_grad = tf.nn.conv2d_backprop_input(tf.shape(again), kernel, grad_out,
+                                                         strides=[1, 1, 1, 1], padding="SAME")
+            grads = tf.gradients(again, [c_again, gamma, beta], input_grad)
+            return [None, *grads, kernel_grad]
         return convolve(net, kernel), gradient
 
     return block(net, recipe.c, recipe.gamma, recipe.beta, kernel)
