@@ -31,7 +31,7 @@ ALLOWED_LAZY = {("segnet_lib._setup", "segnet_lib._tf")}
 # module imports implicitly and which imports only _setup.
 LAYERS = [
     ["_tf", "_setup"], [""], ["files"], ["rle_text"], ["rle"], ["rle_csv"], ["voc"],
-    ["sample_data", "cells"], ["datasets"], ["data"], ["unpool", "layers"], ["model"], ["unet"],
+    ["sample_data", "cells"], ["datasets"], ["data"], ["unpool"], ["layers"], ["model"], ["unet"],
     ["weights"], ["metrics"], ["losses", "runtime"], ["memory"], ["checkpoints"], ["config"],
     ["recipes"], ["export", "distribute", "step"], ["train"],
     ["reference"], ["bayes", "viz", "study", "gpu_check"], ["cli"], ["__main__"],
