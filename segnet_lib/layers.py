@@ -16,7 +16,6 @@ and ``BatchNorm/{gamma,beta,moving_mean,moving_variance}``.
 """
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 import numpy as np
@@ -35,7 +34,6 @@ __all__ = [
 WEIGHTS_NAME = "weights"
 BIASES_NAME = "biases"
 BATCH_NORM_SCOPE = "BatchNorm"
-
 
 
 class LayerSpec(NamedTuple):
