@@ -60,10 +60,15 @@ def run_child(batch, size):
                                    tf.constant(labels.astype(np.int32)), bench_train.NUM_CLASSES,
                                    class_weights=np.ones(bench_train.NUM_CLASSES, np.float32))
         init = tf.global_variables_initializer()
+        # A tiny op whose trace reports the allocator's bytes in use between steps.
+        probe = tf.reduce_sum(tf.ones([256]) * tf.cast(step.global_step, tf.float32))
         variables = sum(int(np.prod(v.shape)) * v.dtype.size for v in tf.global_variables())
     with tf.Session(graph=graph, config=runtime.session_config()) as sess:
         sess.run(init)
         sess.run(step.train_op)  # warm-up: the first step also creates what later steps reuse
+        between = tf.RunMetadata()
+        sess.run(probe, options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE),
+                 run_metadata=between)
         metadata = tf.RunMetadata()
         sess.run(step.train_op, options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE),
                  run_metadata=metadata)
@@ -81,16 +86,16 @@ def run_child(batch, size):
         live += nbytes
         if live > peak:
             peak, peak_at = live, i
-    held = collections.Counter()
+    alive = collections.Counter()
     for _, nbytes, name in records[:peak_at + 1]:
-        held[name] += nbytes
+        alive[name] += nbytes
     kinds = collections.Counter()
-    for name, nbytes in held.items():
+    for name, nbytes in alive.items():
         if nbytes > 0:
             kinds[_kind(name)] += nbytes
-    # Held between steps: what the allocator holds before the step's first allocation.
-    between = min(in_use)[1] if in_use else 0
-    return {"lean": lean_memory(), "variables": variables, "between_steps": between,
+    held = max((mem.allocator_bytes_in_use for device in between.step_stats.dev_stats
+                for node in device.node_stats for mem in node.memory), default=0)
+    return {"lean": lean_memory(), "variables": variables, "between_steps": held,
             "allocator_peak": max(b for _, b in in_use) if in_use else 0,
             "step_peak": peak, "kinds": dict(kinds), "peak_rss": memory.peak_rss_bytes()}
 
