@@ -61,22 +61,36 @@ def _data(batch, size):
     return images, labels
 
 
+def tf_training_graph(batch, size):
+    """The library's training step on this benchmark's data, in a new graph: ``(graph, step, init)``.
+
+    Imports TensorFlow (call it in a TensorFlow child only, after
+    ``segnet_lib.setup``); ``trace_train_memory.py`` traces the same step.
+    """
+    import segnet_lib
+    from segnet_lib import recipes, train
+    from segnet_lib._tf import tf
+
+    images, labels = _data(batch, size)
+    graph = tf.Graph()
+    with graph.as_default():
+        segnet_lib.set_seed(0)
+        step = train.training_step(recipes.voc_gpu_recipe(), tf.constant(images),
+                                   tf.constant(labels.astype(np.int32)), NUM_CLASSES,
+                                   class_weights=np.ones(NUM_CLASSES, np.float32))
+        init = tf.global_variables_initializer()
+    return graph, step, init
+
+
 def run_tf(batch, size, steps):
     import segnet_lib
-    from segnet_lib import model, recipes, runtime, train
+    from segnet_lib import model, runtime
     from segnet_lib._tf import ALLOCATOR, lean_memory, tf
 
     segnet_lib.setup(seed=0, verbose=False)
     rss_import = _rss_mb()
-    images, labels = _data(batch, size)
-    config = recipes.voc_gpu_recipe()
-    graph = tf.Graph()
-    with graph.as_default():
-        segnet_lib.set_seed(0)
-        step = train.training_step(config, tf.constant(images), tf.constant(labels.astype(np.int32)),
-                                   NUM_CLASSES, class_weights=np.ones(NUM_CLASSES, np.float32))
-        params = model.count_parameters(graph=graph)
-        init = tf.global_variables_initializer()
+    graph, step, init = tf_training_graph(batch, size)
+    params = model.count_parameters(graph=graph)
     times = []
     with tf.Session(graph=graph, config=runtime.session_config()) as sess:
         sess.run(init)

@@ -48,18 +48,12 @@ def run_child(batch, size):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import bench_train
     import segnet_lib
-    from segnet_lib import memory, recipes, runtime, train
+    from segnet_lib import memory, runtime
     from segnet_lib._tf import lean_memory, tf
 
     segnet_lib.setup(seed=0, verbose=False)
-    images, labels = bench_train._data(batch, size)
-    graph = tf.Graph()
+    graph, step, init = bench_train.tf_training_graph(batch, size)
     with graph.as_default():
-        segnet_lib.set_seed(0)
-        step = train.training_step(recipes.voc_gpu_recipe(), tf.constant(images),
-                                   tf.constant(labels.astype(np.int32)), bench_train.NUM_CLASSES,
-                                   class_weights=np.ones(bench_train.NUM_CLASSES, np.float32))
-        init = tf.global_variables_initializer()
         # A tiny op whose trace reports the allocator's bytes in use between steps.
         probe = tf.reduce_sum(tf.ones([256]) * tf.cast(step.global_step, tf.float32))
         variables = sum(int(np.prod(v.shape)) * v.dtype.size for v in tf.global_variables())

@@ -30,15 +30,22 @@ def _data():
     return images, labels
 
 
-def _run(precision="float32", xla=False):
-    config = TrainConfig(width_multiplier=0.125, optimizer="sgd", learning_rate=1e-3,
-                         batch_size=2, precision=precision, xla=xla)
+def _step_graph(config):
+    """``(graph, training step)`` of ``config`` on :func:`_data`, seeded."""
     images, labels = _data()
     graph = tf.Graph()
     with graph.as_default():
         segnet_lib.set_seed(0)
         train_step = step.training_step(config, tf.constant(images), tf.constant(labels),
                                         NUM_CLASSES)
+    return graph, train_step
+
+
+def _run(precision="float32", xla=False):
+    config = TrainConfig(width_multiplier=0.125, optimizer="sgd", learning_rate=1e-3,
+                         batch_size=2, precision=precision, xla=xla)
+    graph, train_step = _step_graph(config)
+    with graph.as_default():
         init = tf.global_variables_initializer()
     losses = []
     with tf.Session(graph=graph, config=runtime.session_config(precision, xla)) as sess:
@@ -124,14 +131,10 @@ def test_one_replica_of_two_minimises_half_its_loss_decay_included():
 def _one_update(monkeypatch, lean):
     """The variables after one SGD step with weight decay, and the step's graph."""
     monkeypatch.setenv(LEAN_MEMORY_ENV, "1" if lean else "0")
-    images, labels = _data()
-    config = TrainConfig(width_multiplier=0.125, optimizer="sgd", learning_rate=1e-2,
-                         batch_size=2, weight_decay=1e-2)
-    graph = tf.Graph()
+    graph, train_step = _step_graph(TrainConfig(width_multiplier=0.125, optimizer="sgd",
+                                                learning_rate=1e-2, batch_size=2,
+                                                weight_decay=1e-2))
     with graph.as_default():
-        segnet_lib.set_seed(0)
-        train_step = step.training_step(config, tf.constant(images), tf.constant(labels),
-                                        NUM_CLASSES)
         variables = tf.trainable_variables()
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
